@@ -1,0 +1,31 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench screenshots clean lint
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(PY) main.py
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen OPENBLAS_NUM_THREADS=1 $(PY) -m pytest
+	$(VENV)/bin/lint-imports
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,635 @@
+"""Numba kernels: the arithmetic of forward, loss, backward and update, one layer at a time.
+
+Everything here takes arrays and scalars only (no globals beyond integer
+constants, which numba freezes at compile time) and works in place on
+preallocated C-contiguous buffers. The network lives in three flat buffers:
+
+* ``params`` / ``grads``: every parameter, back to back; ``lay`` gives offsets.
+* ``ws``: the per-batch workspace (z, u, a, dL/da, dL/du, delta, xhat, ...),
+  each block ``B * width`` long; offsets in ``lay`` are per example and get
+  multiplied by the batch size ``B`` here, so one layout serves any batch.
+
+``lay`` is an int64 table with one row per layer 0..L+1 and the ``C_*``
+columns below; ``skp`` has one row (from, to, P offset or -1) per skip link.
+
+The micro-step path (Python calls ``forward_layer`` for each k, then
+``loss_and_delta`` ...) and the fused ``train_step`` call the very same
+functions, so stepping through backprop shows exactly what training does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# activation codes (order matches spec.ACTIVATIONS)
+SIGMOID, TANH, RELU, LEAKY_RELU, PRELU, ELU, SELU, GELU, SILU, SOFTSIGN, LINEAR = range(11)
+
+LEAKY_SLOPE = 0.01
+SELU_LAMBDA = 1.0507009873554805
+SELU_ALPHA = 1.6732632423543772
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+SATURATION_THRESHOLD = 1e-3
+
+# columns of the layout table
+(C_WIDTH, C_ACT, C_BN, C_W, C_B, C_GAMMA, C_BETA, C_ALPHA, C_Z, C_U, C_A, C_G, C_GU, C_D,
+ C_XHAT, C_MU, C_ISTD, C_TMP, C_RMEAN, C_RVAR) = range(20)
+N_COLS = 20
+
+# columns of the per-layer statistics table (one row per layer 0..L+1)
+(S_DELTA, S_GRAD_W, S_GRAD_B, S_W, S_UPDATE, S_CHANGE, S_W0, S_DEAD, S_SAT, S_ACT_MEAN,
+ S_ACT_STD, S_G) = range(12)
+N_STATS = 12
+
+# optimizers and losses
+OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAM = range(4)
+LOSS_XENT, LOSS_MSE = range(2)
+
+# hyper-parameter vector for train_step
+(H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_CLIP_NORM, H_CLIP_VALUE, H_T) = range(9)
+N_HYPER = 9
+
+# status codes of train_step: 0 fine, else PHASE * 10000 + layer
+ST_FORWARD, ST_LOSS, ST_BACKWARD, ST_GRAD, ST_UPDATE = 1, 2, 3, 4, 5
+
+_opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+# ---------------------------------------------------------------------------
+# activations, elementwise
+
+
+@njit(**_opts)
+def _sigmoid(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(**_opts)
+def phi(code, x, slope):
+    """phi(x) for activation ``code``; ``slope`` is the PReLU unit's learned slope."""
+    if code == SIGMOID:
+        return _sigmoid(x)
+    if code == TANH:
+        return math.tanh(x)
+    if code == RELU:
+        return x if x > 0 else 0.0 * x
+    if code == LEAKY_RELU:
+        return x if x > 0 else LEAKY_SLOPE * x
+    if code == PRELU:
+        return x if x > 0 else slope * x
+    if code == ELU:
+        return x if x > 0 else math.expm1(x)
+    if code == SELU:
+        return SELU_LAMBDA * (x if x > 0 else SELU_ALPHA * math.expm1(x))
+    if code == GELU:
+        return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+    if code == SILU:
+        return x * _sigmoid(x)
+    if code == SOFTSIGN:
+        return x / (1.0 + abs(x))
+    return x
+
+
+@njit(**_opts)
+def dphi(code, x, slope):
+    """phi'(x). At the ReLU kink the derivative is taken as 0 (as PyTorch does)."""
+    if code == SIGMOID:
+        s = _sigmoid(x)
+        return s * (1.0 - s)
+    if code == TANH:
+        t = math.tanh(x)
+        return 1.0 - t * t
+    if code == RELU:
+        return 1.0 if x > 0 else 0.0
+    if code == LEAKY_RELU:
+        return 1.0 if x > 0 else LEAKY_SLOPE
+    if code == PRELU:
+        return 1.0 if x > 0 else slope
+    if code == ELU:
+        return 1.0 if x > 0 else math.exp(x)
+    if code == SELU:
+        return SELU_LAMBDA if x > 0 else SELU_LAMBDA * SELU_ALPHA * math.exp(x)
+    if code == GELU:
+        # d/dx x Phi(x) = Phi(x) + x phi_N(x)
+        return 0.5 * (1.0 + math.erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * math.exp(
+            -0.5 * x * x
+        )
+    if code == SILU:
+        s = _sigmoid(x)
+        return s + x * s * (1.0 - s)
+    if code == SOFTSIGN:
+        d = 1.0 + abs(x)
+        return 1.0 / (d * d)
+    return 1.0
+
+
+@njit(**_opts)
+def act_forward(code, u, slopes, out):
+    """out = phi(u) elementwise; u, out (B, n); slopes (n,) for PReLU (ignored otherwise)."""
+    B, n = u.shape
+    for b in range(B):
+        for j in range(n):
+            out[b, j] = phi(code, u[b, j], slopes[j] if code == PRELU else 0.0)
+
+
+@njit(**_opts)
+def act_backward(code, u, slopes, g, gu, dslopes):
+    """gu = g * phi'(u); for PReLU also dslopes[j] = sum_b g * min(u, 0)."""
+    B, n = u.shape
+    if code == PRELU:
+        for j in range(n):
+            dslopes[j] = 0.0
+    for b in range(B):
+        for j in range(n):
+            x = u[b, j]
+            if code == PRELU:
+                gu[b, j] = g[b, j] * (1.0 if x > 0 else slopes[j])
+                if x <= 0:
+                    dslopes[j] += g[b, j] * x
+            else:
+                gu[b, j] = g[b, j] * dphi(code, x, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# dense layer and batch norm
+
+
+@njit(**_opts)
+def dense_forward(a_prev, W, b, z):
+    """z = a_prev W + b."""
+    np.dot(a_prev, W, z)
+    B, n = z.shape
+    for i in range(B):
+        for j in range(n):
+            z[i, j] += b[j]
+
+
+@njit(**_opts)
+def dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, want_g_prev):
+    """dW = a_prev^T delta, db = sum_b delta, g_prev += delta W^T (if want_g_prev)."""
+    np.dot(a_prev.T, delta, dW)
+    B, n = delta.shape
+    for j in range(n):
+        db[j] = 0.0
+    for i in range(B):
+        for j in range(n):
+            db[j] += delta[i, j]
+    if want_g_prev:
+        np.dot(delta, W.T, tmp)
+        B2, m = tmp.shape
+        for i in range(B2):
+            for j in range(m):
+                g_prev[i, j] += tmp[i, j]
+
+
+@njit(**_opts)
+def batchnorm_forward(z, gamma, beta, u, xhat, mu, istd, rmean, rvar, training):
+    """Ioffe & Szegedy 2015. Training: batch mean and biased variance; the running
+    averages (unbiased variance, momentum 0.1) are updated for evaluation."""
+    B, n = z.shape
+    for j in range(n):
+        if training:
+            m = 0.0
+            for i in range(B):
+                m += z[i, j]
+            m /= B
+            v = 0.0
+            for i in range(B):
+                d = z[i, j] - m
+                v += d * d
+            v /= B
+            mu[j] = m
+            istd[j] = 1.0 / math.sqrt(v + BN_EPS)
+            unbiased = v * B / (B - 1) if B > 1 else v
+            rmean[j] = (1.0 - BN_MOMENTUM) * rmean[j] + BN_MOMENTUM * m
+            rvar[j] = (1.0 - BN_MOMENTUM) * rvar[j] + BN_MOMENTUM * unbiased
+        else:
+            mu[j] = rmean[j]
+            istd[j] = 1.0 / math.sqrt(rvar[j] + BN_EPS)
+        for i in range(B):
+            xh = (z[i, j] - mu[j]) * istd[j]
+            xhat[i, j] = xh
+            u[i, j] = gamma[j] * xh + beta[j]
+
+
+@njit(**_opts)
+def batchnorm_backward(gu, xhat, istd, gamma, delta, dgamma, dbeta):
+    """delta = dL/dz from gu = dL/du (training mode):
+    delta = gamma istd / B * (B gu - sum gu - xhat sum(gu xhat))."""
+    B, n = gu.shape
+    for j in range(n):
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(B):
+            s1 += gu[i, j]
+            s2 += gu[i, j] * xhat[i, j]
+        dbeta[j] = s1
+        dgamma[j] = s2
+        c = gamma[j] * istd[j] / B
+        for i in range(B):
+            delta[i, j] = c * (B * gu[i, j] - s1 - xhat[i, j] * s2)
+
+
+# ---------------------------------------------------------------------------
+# losses
+
+
+@njit(**_opts)
+def softmax_xent(o, labels, idx, delta):
+    """Mean softmax cross-entropy of logits o (B, K) against labels[idx[b]].
+    delta = dL/do = (softmax - onehot) / B. Returns (loss, number correct)."""
+    B, K = o.shape
+    total = 0.0
+    correct = 0
+    for b in range(B):
+        m = o[b, 0]
+        best = 0
+        for c in range(1, K):
+            if o[b, c] > m:
+                m = o[b, c]
+                best = c
+        s = 0.0
+        for c in range(K):
+            s += math.exp(o[b, c] - m)
+        lse = m + math.log(s)
+        y = labels[idx[b]]
+        total += lse - o[b, y]
+        if best == y:
+            correct += 1
+        for c in range(K):
+            p = math.exp(o[b, c] - lse)
+            delta[b, c] = (p - (1.0 if c == y else 0.0)) / B
+    return total / B, correct
+
+
+@njit(**_opts)
+def mse_loss(o, targets, labels, idx, delta):
+    """Mean over all elements of (o - y)^2; delta = 2 (o - y) / (B K).
+    If labels are given (classification with MSE), also counts argmax hits."""
+    B, K = o.shape
+    total = 0.0
+    correct = 0
+    inv = 2.0 / (B * K)
+    for b in range(B):
+        r = idx[b]
+        best = 0
+        for c in range(K):
+            d = o[b, c] - targets[r, c]
+            total += d * d
+            delta[b, c] = inv * d
+            if o[b, c] > o[b, best]:
+                best = c
+        if labels.shape[0] > 0 and best == labels[r]:
+            correct += 1
+    return total / (B * K), correct
+
+
+# ---------------------------------------------------------------------------
+# helpers to view blocks of the flat buffers
+
+
+@njit(**_opts)
+def _mat(buf, off, rows, cols):
+    return buf[off:off + rows * cols].reshape((rows, cols))
+
+
+@njit(**_opts)
+def _vec(buf, off, n):
+    return buf[off:off + n]
+
+
+@njit(**_opts)
+def _norm2(x):
+    s = 0.0
+    for v in x.ravel():
+        s += v * v
+    return s
+
+
+# ---------------------------------------------------------------------------
+# one named micro-step each
+
+
+@njit(**_opts)
+def load_batch(lay, ws, X, idx, B):
+    """Copy the rows idx of X into a_0."""
+    d = lay[0, C_WIDTH]
+    a0 = _mat(ws, lay[0, C_A] * B, B, d)
+    for b in range(B):
+        r = idx[b]
+        for j in range(d):
+            a0[b, j] = X[r, j]
+
+
+@njit(**_opts)
+def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
+    """Layer k: z = a_{k-1} W + b; [batch norm]; a = phi(u) + skips into k.
+    Records dead/saturated fractions and activation mean/std in stats[k].
+    Returns False if a_k is not finite."""
+    n_in = lay[k - 1, C_WIDTH]
+    n = lay[k, C_WIDTH]
+    code = lay[k, C_ACT]
+    a_prev = _mat(ws, lay[k - 1, C_A] * B, B, n_in)
+    W = _mat(params, lay[k, C_W], n_in, n)
+    b = _vec(params, lay[k, C_B], n)
+    z = _mat(ws, lay[k, C_Z] * B, B, n)
+    dense_forward(a_prev, W, b, z)
+    u = _mat(ws, lay[k, C_U] * B, B, n)
+    if lay[k, C_BN] == 1:
+        batchnorm_forward(
+            z, _vec(params, lay[k, C_GAMMA], n), _vec(params, lay[k, C_BETA], n), u,
+            _mat(ws, lay[k, C_XHAT] * B, B, n), _vec(ws, lay[k, C_MU] * B, n),
+            _vec(ws, lay[k, C_ISTD] * B, n), _vec(running, lay[k, C_RMEAN], n),
+            _vec(running, lay[k, C_RVAR], n), training)
+    a = _mat(ws, lay[k, C_A] * B, B, n)
+    slopes = _vec(params, max(lay[k, C_ALPHA], 0), n if lay[k, C_ALPHA] >= 0 else 0)
+    act_forward(code, u, slopes, a)
+    # unit statistics of phi itself, before skips are added
+    dead = 0
+    sat = 0
+    for j in range(n):
+        alive = False
+        dsum = 0.0
+        for i in range(B):
+            x = u[i, j]
+            if x > 0:
+                alive = True
+            if code == SIGMOID or code == TANH or code == SOFTSIGN:
+                dsum += dphi(code, x, 0.0)
+        if code == RELU and not alive:
+            dead += 1
+        if (code == SIGMOID or code == TANH or code == SOFTSIGN) and dsum / B < SATURATION_THRESHOLD:
+            sat += 1
+    for s in range(skp.shape[0]):
+        if skp[s, 1] != k:
+            continue
+        i_from = skp[s, 0]
+        n_from = lay[i_from, C_WIDTH]
+        src = _mat(ws, lay[i_from, C_A] * B, B, n_from)
+        if skp[s, 2] >= 0:
+            tmp = _mat(ws, lay[k, C_TMP] * B, B, n)
+            np.dot(src, _mat(params, skp[s, 2], n_from, n), tmp)
+            for i in range(B):
+                for j in range(n):
+                    a[i, j] += tmp[i, j]
+        else:
+            for i in range(B):
+                for j in range(n):
+                    a[i, j] += src[i, j]
+    m = 0.0
+    for v in a.ravel():
+        m += v
+    m /= B * n
+    var = 0.0
+    for v in a.ravel():
+        var += (v - m) * (v - m)
+    var /= B * n
+    stats[k, S_DEAD] = dead / n
+    stats[k, S_SAT] = sat / n
+    stats[k, S_ACT_MEAN] = m
+    stats[k, S_ACT_STD] = math.sqrt(var)
+    return math.isfinite(m) and math.isfinite(var)
+
+
+@njit(**_opts)
+def loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx):
+    """Loss of the output o = a_{L+1}, writes delta_{L+1} = dL/do and clears
+    the dL/da accumulators of layers 1..L for the backward pass.
+    Returns (loss, number correct)."""
+    K = lay[L + 1, C_WIDTH]
+    o = _mat(ws, lay[L + 1, C_A] * B, B, K)
+    delta = _mat(ws, lay[L + 1, C_D] * B, B, K)
+    if loss_code == LOSS_XENT:
+        loss, correct = softmax_xent(o, labels, idx, delta)
+    else:
+        loss, correct = mse_loss(o, targets, labels, idx, delta)
+    for k in range(1, L + 1):
+        g = _vec(ws, lay[k, C_G] * B, B * lay[k, C_WIDTH])
+        g[:] = 0.0
+    return loss, correct
+
+
+@njit(**_opts)
+def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
+    """Layer k, given dL/da_k complete: delta_k, dW_k, db_k, batch-norm and PReLU
+    gradients, skip-projection gradients, and pushes dL/da into the layers below.
+    Records norms in stats[k]. Returns False if delta_k or dW_k is not finite."""
+    n_in = lay[k - 1, C_WIDTH]
+    n = lay[k, C_WIDTH]
+    delta = _mat(ws, lay[k, C_D] * B, B, n)
+    if k <= L:
+        g = _mat(ws, lay[k, C_G] * B, B, n)
+        u = _mat(ws, lay[k, C_U] * B, B, n)
+        gu = _mat(ws, lay[k, C_GU] * B, B, n)
+        has_alpha = lay[k, C_ALPHA] >= 0
+        slopes = _vec(params, max(lay[k, C_ALPHA], 0), n if has_alpha else 0)
+        dslopes = _vec(grads, max(lay[k, C_ALPHA], 0), n if has_alpha else 0)
+        act_backward(lay[k, C_ACT], u, slopes, g, gu, dslopes)
+        if lay[k, C_BN] == 1:
+            batchnorm_backward(
+                gu, _mat(ws, lay[k, C_XHAT] * B, B, n), _vec(ws, lay[k, C_ISTD] * B, n),
+                _vec(params, lay[k, C_GAMMA], n), delta, _vec(grads, lay[k, C_GAMMA], n),
+                _vec(grads, lay[k, C_BETA], n))
+        # skip links ending here: a_k += S(a_i), so dL/dS = dL/da_k
+        for s in range(skp.shape[0]):
+            if skp[s, 1] != k:
+                continue
+            i_from = skp[s, 0]
+            n_from = lay[i_from, C_WIDTH]
+            src = _mat(ws, lay[i_from, C_A] * B, B, n_from)
+            if skp[s, 2] >= 0:
+                P = _mat(params, skp[s, 2], n_from, n)
+                np.dot(src.T, g, _mat(grads, skp[s, 2], n_from, n))
+                if i_from >= 1:
+                    tmp = _mat(ws, lay[i_from, C_TMP] * B, B, n_from)
+                    np.dot(g, P.T, tmp)
+                    g_from = _mat(ws, lay[i_from, C_G] * B, B, n_from)
+                    for i in range(B):
+                        for j in range(n_from):
+                            g_from[i, j] += tmp[i, j]
+            elif i_from >= 1:
+                g_from = _mat(ws, lay[i_from, C_G] * B, B, n_from)
+                for i in range(B):
+                    for j in range(n_from):
+                        g_from[i, j] += g[i, j]
+        stats[k, S_G] = math.sqrt(_norm2(g))
+    a_prev = _mat(ws, lay[k - 1, C_A] * B, B, n_in)
+    W = _mat(params, lay[k, C_W], n_in, n)
+    dW = _mat(grads, lay[k, C_W], n_in, n)
+    db = _vec(grads, lay[k, C_B], n)
+    g_prev = _mat(ws, lay[k - 1, C_G] * B, B, n_in)
+    tmp = _mat(ws, lay[k - 1, C_TMP] * B, B, n_in)
+    dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, k >= 2)
+    dn = math.sqrt(_norm2(delta))
+    gw = math.sqrt(_norm2(dW))
+    stats[k, S_DELTA] = dn
+    stats[k, S_GRAD_W] = gw
+    stats[k, S_GRAD_B] = math.sqrt(_norm2(db))
+    return math.isfinite(dn) and math.isfinite(gw)
+
+
+@njit(**_opts)
+def global_grad_norm(grads):
+    return math.sqrt(_norm2(grads))
+
+
+@njit(**_opts)
+def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq, grad_scale):
+    """One optimizer step over the flat parameter buffer.
+
+    g = grad_scale * grad (global-norm clipping), clipped to +-clip_value if set,
+    plus weight decay * p where decay_mask is 1 (weights, not biases). Then
+    SGD: p -= lr g; momentum (PyTorch form): v = mu v + g, p -= lr v;
+    RMSprop: s = rho s + (1 - rho) g^2, p -= lr g / (sqrt(s) + eps);
+    Adam (Kingma & Ba 2015) with bias correction at step t.
+    upd_sq[k] collects ||step||^2 of the weights W_k (elem_layer maps elements to k)."""
+    lr = hyper[H_LR]
+    mu = hyper[H_MOMENTUM]
+    b1 = hyper[H_BETA1]
+    b2 = hyper[H_BETA2]
+    eps = hyper[H_EPS]
+    wd = hyper[H_WD]
+    cv = hyper[H_CLIP_VALUE]
+    t = hyper[H_T]
+    for k in range(upd_sq.shape[0]):
+        upd_sq[k] = 0.0
+    c1 = 1.0 - b1 ** t
+    c2 = 1.0 - b2 ** t
+    for i in range(params.shape[0]):
+        g = grads[i] * grad_scale
+        if cv > 0.0:
+            if g > cv:
+                g = cv
+            elif g < -cv:
+                g = -cv
+        if wd != 0.0 and decay_mask[i] != 0:
+            g += wd * params[i]
+        if opt == OPT_SGD:
+            step = lr * g
+        elif opt == OPT_MOMENTUM:
+            m1[i] = mu * m1[i] + g
+            step = lr * m1[i]
+        elif opt == OPT_RMSPROP:
+            m2[i] = b2 * m2[i] + (1.0 - b2) * g * g
+            step = lr * g / (math.sqrt(m2[i]) + eps)
+        else:
+            m1[i] = b1 * m1[i] + (1.0 - b1) * g
+            m2[i] = b2 * m2[i] + (1.0 - b2) * g * g
+            step = lr * (m1[i] / c1) / (math.sqrt(m2[i] / c2) + eps)
+        params[i] -= step
+        k = elem_layer[i]
+        if k >= 0:
+            upd_sq[k] += step * step
+
+
+@njit(**_opts)
+def weight_stats(lay, params, params0, L, stats):
+    """||W_k||, ||W_k - W_k(init)|| and ||W_k(init)|| for k = 1..L+1.
+    Returns the first layer whose weights are not finite, or 0."""
+    bad = 0
+    for k in range(1, L + 2):
+        size = lay[k - 1, C_WIDTH] * lay[k, C_WIDTH]
+        off = lay[k, C_W]
+        s = 0.0
+        c = 0.0
+        s0 = 0.0
+        for i in range(off, off + size):
+            w = params[i]
+            d = w - params0[i]
+            s += w * w
+            c += d * d
+            s0 += params0[i] * params0[i]
+        stats[k, S_W] = math.sqrt(s)
+        stats[k, S_CHANGE] = math.sqrt(c)
+        stats[k, S_W0] = math.sqrt(s0)
+        if bad == 0 and not math.isfinite(s):
+            bad = k
+    return bad
+
+
+@njit(**_opts)
+def forward_pass(lay, skp, params, ws, running, B, L, training, stats):
+    """All layers forward. Returns 0, or the first layer whose output is not finite."""
+    for k in range(1, L + 2):
+        if not forward_layer(k, lay, skp, params, ws, running, B, training, stats):
+            return k
+    return 0
+
+
+@njit(**_opts)
+def backward_pass(lay, skp, params, grads, ws, B, L, stats):
+    for k in range(L + 1, 0, -1):
+        if not backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
+            return k
+    return 0
+
+
+@njit(**_opts)
+def apply_update(opt, lay, params, grads, m1, m2, params0, hyper, decay_mask, elem_layer,
+                 upd_sq, L, stats):
+    """Clip, step the optimizer, then refresh the weight statistics.
+    Returns 0 or the first layer whose weights are no longer finite."""
+    scale = 1.0
+    if hyper[H_CLIP_NORM] > 0.0:
+        gn = global_grad_norm(grads)
+        if gn > hyper[H_CLIP_NORM]:
+            # Pascanu et al. 2013: g <- theta g / ||g||
+            scale = hyper[H_CLIP_NORM] / gn
+    update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq, scale)
+    for k in range(1, L + 2):
+        stats[k, S_UPDATE] = math.sqrt(upd_sq[k])
+    return weight_stats(lay, params, params0, L, stats)
+
+
+@njit(**_opts)
+def train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask, elem_layer,
+               upd_sq, X, labels, targets, idx, B, L, loss_code, opt, hyper, stats, out):
+    """One whole iteration: load batch, forward, loss, backward, update.
+
+    out[0] = loss, out[1] = number correct. Returns 0, or PHASE * 10000 + layer
+    for the first non-finite quantity; then no update is applied."""
+    load_batch(lay, ws, X, idx, B)
+    bad = forward_pass(lay, skp, params, ws, running, B, L, True, stats)
+    if bad:
+        return ST_FORWARD * 10000 + bad
+    loss, correct = loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx)
+    out[0] = loss
+    out[1] = correct
+    if not math.isfinite(loss):
+        return ST_LOSS * 10000
+    bad = backward_pass(lay, skp, params, grads, ws, B, L, stats)
+    if bad:
+        return ST_BACKWARD * 10000 + bad
+    bad = apply_update(opt, lay, params, grads, m1, m2, params0, hyper, decay_mask, elem_layer,
+                       upd_sq, L, stats)
+    if bad:
+        return ST_UPDATE * 10000 + bad
+    return 0
+
+
+@njit(**_opts)
+def train_steps(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask, elem_layer,
+                upd_sq, X, labels, targets, batches, B, L, loss_code, opt, hyper, stats, out,
+                hist_stats, hist_out):
+    """Several iterations in one call (fast mode). batches is (n_steps, B) row indices.
+    hist_stats[s] receives stats after step s, hist_out[s] = (loss, correct).
+    Returns (steps done, status of the last one)."""
+    n_steps = batches.shape[0]
+    t0 = hyper[H_T]
+    for s in range(n_steps):
+        hyper[H_T] = t0 + s
+        status = train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask,
+                            elem_layer, upd_sq, X, labels, targets, batches[s], B, L, loss_code,
+                            opt, hyper, stats, out)
+        hist_stats[s] = stats
+        hist_out[s, 0] = out[0]
+        hist_out[s, 1] = out[1]
+        if status != 0:
+            return s, status
+    return n_steps, 0

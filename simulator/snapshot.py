@@ -1,0 +1,188 @@
+"""What views read: immutable snapshots of one moment of training, and the history.
+
+A ``Snapshot`` is built by ``Simulation.snapshot()`` after any micro-step. Its
+per-layer arrays have one entry per weight layer, index ``i`` for layer
+``i + 1`` (hidden layers 1..L, then the output layer L+1). Arrays are read-only
+copies: a view may keep a snapshot as long as it likes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .spec import NetworkSpec
+
+PHASES = ("ready", "forward", "loss", "backward", "update")
+
+# Columns of the per-step, per-layer history (History.layers[..., column]).
+HIST_DELTA = 0  # ||delta_k||
+HIST_GRAD_W = 1  # ||dL/dW_k||
+HIST_UPDATE_RATIO = 2  # ||dW_k applied|| / ||W_k||
+HIST_CHANGE = 3  # ||W_k - W_k(init)|| / ||W_k(init)||
+HIST_COLUMNS = ("delta_norm", "grad_norm", "update_ratio", "weight_change")
+
+
+@dataclass(frozen=True)
+class DivergenceReport:
+    """Training produced NaN or Inf. Reported as data; training stops."""
+
+    step: int  # the iteration in which it happened (0-based count of completed steps)
+    phase: str  # "forward", "loss", "backward" or "update"
+    layer: int  # layer index 1..L+1 (0 when it is the loss)
+    quantity: str  # what blew up: "activations", "loss", "delta", "weight gradient", "weights"
+
+    @property
+    def message(self) -> str:
+        where = "the loss" if self.layer == 0 else f"layer {self.layer}"
+        return (
+            f"Training diverged at step {self.step}: the {self.quantity} of {where} became "
+            f"NaN or infinite during the {self.phase} pass. Lower the learning rate, turn on "
+            "gradient clipping or batch norm, or use a smaller initial weight scale, then reset."
+        )
+
+
+def _frozen(a) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    spec: NetworkSpec
+    step: int  # completed training iterations
+    phase: str  # one of PHASES: what the last micro-step did
+    layer: int  # the layer the last micro-step touched (1..L+1), 0 for loss/update/ready
+    micro_index: int  # position inside the iteration, 0..2L+3
+    batch_size: int
+
+    loss: float  # training loss of the last computed batch (nan before the first)
+    accuracy: float  # on that batch (nan for regression)
+    val_loss: float  # held-out loss, nan if not evaluated yet
+    val_accuracy: float
+
+    # per weight layer, shape (L+1,), index i = layer i+1
+    delta_norm: np.ndarray  # ||delta_k|| = ||dL/dz_k|| over the batch (Frobenius)
+    grad_norm: np.ndarray  # ||dL/dW_k||
+    bias_grad_norm: np.ndarray  # ||dL/db_k||
+    weight_norm: np.ndarray  # ||W_k||
+    update_ratio: np.ndarray  # ||W_k step|| / ||W_k|| of the last update
+    weight_change: np.ndarray  # ||W_k - W_k(init)|| / ||W_k(init)||
+    dead_fraction: np.ndarray  # relu units whose input is <= 0 for the whole batch
+    saturated_fraction: np.ndarray  # sigmoid/tanh/softsign units with mean phi' < 1e-3
+    act_mean: np.ndarray  # mean of a_k over batch and units
+    act_std: np.ndarray
+    backward_done: np.ndarray  # bool: delta_k of the current iteration is computed
+
+    # per weight layer, tuples of L+1 arrays (copies), index i = layer i+1
+    activations: tuple  # a_k, (batch, width_k); the last one is the output o
+    deltas: tuple  # delta_k, (batch, width_k)
+    weights: tuple  # W_k, (width_{k-1}, width_k)
+    weight_grads: tuple  # dL/dW_k, same shape; empty tuple when the net is too large to copy
+    unit_delta: tuple  # mean over the batch of |delta_k|, (width_k,)
+
+    divergence: DivergenceReport | None = None
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers, L+1."""
+        return len(self.delta_norm)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [str(k) for k in range(1, self.n_layers)] + ["out"]
+
+    def histogram(self, kind: str, k: int, bins: int = 30):
+        """Histogram of layer k's (1..L+1) activations, deltas or weights.
+
+        Deltas are binned by log10|delta| since they span many decades.
+        Returns (counts, edges).
+        """
+        src = {"activations": self.activations, "deltas": self.deltas, "weights": self.weights}
+        if kind not in src:
+            raise ValueError(f"kind must be activations, deltas or weights, got {kind!r}")
+        values = np.asarray(src[kind][k - 1], dtype=np.float64).ravel()
+        values = values[np.isfinite(values)]
+        if kind == "deltas":
+            mags = np.abs(values)
+            values = np.log10(mags[mags > 0]) if np.any(mags > 0) else np.zeros(0)
+        if values.size == 0:
+            return np.zeros(bins), np.linspace(0.0, 1.0, bins + 1)
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        return np.histogram(values, bins=bins, range=(lo, hi))
+
+
+class History:
+    """Fixed-capacity ring buffer of per-step numbers. Memory never grows past ``capacity``.
+
+    ``layers`` has shape (capacity, n_layers, len(HIST_COLUMNS)); ``scalars``
+    columns are step, loss, accuracy, val_loss, val_accuracy. Read with
+    ``steps()``, ``scalar(name)``, ``layer_series(column)`` which return the
+    entries in time order, oldest first.
+    """
+
+    SCALARS = ("step", "loss", "accuracy", "val_loss", "val_accuracy")
+
+    def __init__(self, n_layers: int, capacity: int = 5000):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = int(capacity)
+        self._layers = np.full((self.capacity, n_layers, len(HIST_COLUMNS)), np.nan, np.float32)
+        self._scalars = np.full((self.capacity, len(self.SCALARS)), np.nan, np.float64)
+        self._next = 0  # slot of the next write
+        self._count = 0
+        self.version = 0  # bumps on every change, for views that cache
+
+    @property
+    def n_layers(self) -> int:
+        return self._layers.shape[1]
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return self._layers.nbytes + self._scalars.nbytes
+
+    def record(self, step, loss, accuracy, val_loss, val_accuracy, per_layer: np.ndarray) -> None:
+        """per_layer: (n_layers, len(HIST_COLUMNS))."""
+        i = self._next
+        self._layers[i] = per_layer
+        self._scalars[i] = (step, loss, accuracy, val_loss, val_accuracy)
+        self._next = (i + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
+        self.version += 1
+
+    def _order(self) -> np.ndarray:
+        if self._count < self.capacity:
+            return np.arange(self._count)
+        return (np.arange(self.capacity) + self._next) % self.capacity
+
+    def steps(self) -> np.ndarray:
+        return self._scalars[self._order(), 0]
+
+    def scalar(self, name: str) -> np.ndarray:
+        return self._scalars[self._order(), self.SCALARS.index(name)]
+
+    def layer_series(self, column: int) -> np.ndarray:
+        """(n_entries, n_layers) array of one HIST_* column, oldest first."""
+        return self._layers[self._order(), :, column]
+
+    def clear(self) -> None:
+        self._layers[:] = np.nan
+        self._scalars[:] = np.nan
+        self._next = self._count = 0
+        self.version += 1
+
+    def insert_layer(self, index: int) -> None:
+        """A weight layer was inserted at 0-based position ``index``: add a NaN row there."""
+        self._layers = np.insert(self._layers, index, np.nan, axis=1)
+        self.version += 1
+
+    def delete_layer(self, index: int) -> None:
+        self._layers = np.delete(self._layers, index, axis=1)
+        self.version += 1
