@@ -19,10 +19,11 @@ functions, so stepping through backprop shows exactly what training does.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from numba import njit
+from numba import config, njit
 
 # activation codes (order matches spec.ACTIVATIONS)
 SIGMOID, TANH, RELU, LEAKY_RELU, PRELU, ELU, SELU, GELU, SILU, SOFTSIGN, LINEAR = range(11)
@@ -58,11 +59,26 @@ ST_FORWARD, ST_LOSS, ST_BACKWARD, ST_GRAD, ST_UPDATE = 1, 2, 3, 4, 5
 _opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
+def _kernel(fn):
+    """``njit`` with the options above. Under NUMBA_DISABLE_JIT=1 the loops run as plain
+    Python on numpy scalars, which warn on overflow where compiled code quietly gives
+    inf (as a diverging run must); silence that so both modes behave alike."""
+    if not config.DISABLE_JIT:
+        return njit(**_opts)(fn)
+
+    @functools.wraps(fn)
+    def plain(*args):
+        with np.errstate(all="ignore"):
+            return fn(*args)
+
+    return plain
+
+
 # ---------------------------------------------------------------------------
 # activations, elementwise
 
 
-@njit(**_opts)
+@_kernel
 def _sigmoid(x):
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -70,7 +86,7 @@ def _sigmoid(x):
     return e / (1.0 + e)
 
 
-@njit(**_opts)
+@_kernel
 def phi(code, x, slope):
     """phi(x) for activation ``code``; ``slope`` is the PReLU unit's learned slope."""
     if code == SIGMOID:
@@ -96,7 +112,7 @@ def phi(code, x, slope):
     return x
 
 
-@njit(**_opts)
+@_kernel
 def dphi(code, x, slope):
     """phi'(x). At the ReLU kink the derivative is taken as 0 (as PyTorch does)."""
     if code == SIGMOID:
@@ -129,7 +145,7 @@ def dphi(code, x, slope):
     return 1.0
 
 
-@njit(**_opts)
+@_kernel
 def act_forward(code, u, slopes, out):
     """out = phi(u) elementwise; u, out (B, n); slopes (n,) for PReLU (ignored otherwise)."""
     B, n = u.shape
@@ -138,7 +154,7 @@ def act_forward(code, u, slopes, out):
             out[b, j] = phi(code, u[b, j], slopes[j] if code == PRELU else 0.0)
 
 
-@njit(**_opts)
+@_kernel
 def act_backward(code, u, slopes, g, gu, dslopes):
     """gu = g * phi'(u); for PReLU also dslopes[j] = sum_b g * min(u, 0)."""
     B, n = u.shape
@@ -160,7 +176,7 @@ def act_backward(code, u, slopes, g, gu, dslopes):
 # dense layer and batch norm
 
 
-@njit(**_opts)
+@_kernel
 def dense_forward(a_prev, W, b, z):
     """z = a_prev W + b."""
     np.dot(a_prev, W, z)
@@ -170,7 +186,7 @@ def dense_forward(a_prev, W, b, z):
             z[i, j] += b[j]
 
 
-@njit(**_opts)
+@_kernel
 def dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, want_g_prev):
     """dW = a_prev^T delta, db = sum_b delta, g_prev += delta W^T (if want_g_prev)."""
     np.dot(a_prev.T, delta, dW)
@@ -188,7 +204,7 @@ def dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, want_g_prev):
                 g_prev[i, j] += tmp[i, j]
 
 
-@njit(**_opts)
+@_kernel
 def batchnorm_forward(z, gamma, beta, u, xhat, mu, istd, rmean, rvar, training):
     """Ioffe & Szegedy 2015. Training: batch mean and biased variance; the running
     averages (unbiased variance, momentum 0.1) are updated for evaluation."""
@@ -218,7 +234,7 @@ def batchnorm_forward(z, gamma, beta, u, xhat, mu, istd, rmean, rvar, training):
             u[i, j] = gamma[j] * xh + beta[j]
 
 
-@njit(**_opts)
+@_kernel
 def batchnorm_backward(gu, xhat, istd, gamma, delta, dgamma, dbeta):
     """delta = dL/dz from gu = dL/du (training mode):
     delta = gamma istd / B * (B gu - sum gu - xhat sum(gu xhat))."""
@@ -240,7 +256,7 @@ def batchnorm_backward(gu, xhat, istd, gamma, delta, dgamma, dbeta):
 # losses
 
 
-@njit(**_opts)
+@_kernel
 def softmax_xent(o, labels, idx, delta):
     """Mean softmax cross-entropy of logits o (B, K) against labels[idx[b]].
     delta = dL/do = (softmax - onehot) / B. Returns (loss, number correct)."""
@@ -268,7 +284,7 @@ def softmax_xent(o, labels, idx, delta):
     return total / B, correct
 
 
-@njit(**_opts)
+@_kernel
 def mse_loss(o, targets, labels, idx, delta):
     """Mean over all elements of (o - y)^2; delta = 2 (o - y) / (B K).
     If labels are given (classification with MSE), also counts argmax hits."""
@@ -294,21 +310,23 @@ def mse_loss(o, targets, labels, idx, delta):
 # helpers to view blocks of the flat buffers
 
 
-@njit(**_opts)
+@_kernel
 def _mat(buf, off, rows, cols):
     return buf[off:off + rows * cols].reshape((rows, cols))
 
 
-@njit(**_opts)
+@_kernel
 def _vec(buf, off, n):
     return buf[off:off + n]
 
 
-@njit(**_opts)
+@_kernel
 def _norm2(x):
+    # square in float64: a finite float32 above 1.8e19 would overflow to inf in float32
     s = 0.0
     for v in x.ravel():
-        s += v * v
+        w = np.float64(v)
+        s += w * w
     return s
 
 
@@ -316,7 +334,7 @@ def _norm2(x):
 # one named micro-step each
 
 
-@njit(**_opts)
+@_kernel
 def load_batch(lay, ws, X, idx, B):
     """Copy the rows idx of X into a_0."""
     d = lay[0, C_WIDTH]
@@ -327,7 +345,7 @@ def load_batch(lay, ws, X, idx, B):
             a0[b, j] = X[r, j]
 
 
-@njit(**_opts)
+@_kernel
 def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
     """Layer k: z = a_{k-1} W + b; [batch norm]; a = phi(u) + skips into k.
     Records dead/saturated fractions and activation mean/std in stats[k].
@@ -397,7 +415,7 @@ def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
     return math.isfinite(m) and math.isfinite(var)
 
 
-@njit(**_opts)
+@_kernel
 def loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx):
     """Loss of the output o = a_{L+1}, writes delta_{L+1} = dL/do and clears
     the dL/da accumulators of layers 1..L for the backward pass.
@@ -415,7 +433,7 @@ def loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx):
     return loss, correct
 
 
-@njit(**_opts)
+@_kernel
 def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
     """Layer k, given dL/da_k complete: delta_k, dW_k, db_k, batch-norm and PReLU
     gradients, skip-projection gradients, and pushes dL/da into the layers below.
@@ -474,12 +492,12 @@ def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
     return math.isfinite(dn) and math.isfinite(gw)
 
 
-@njit(**_opts)
+@_kernel
 def global_grad_norm(grads):
     return math.sqrt(_norm2(grads))
 
 
-@njit(**_opts)
+@_kernel
 def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq, grad_scale):
     """One optimizer step over the flat parameter buffer.
 
@@ -488,7 +506,9 @@ def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd
     SGD: p -= lr g; momentum (PyTorch form): v = mu v + g, p -= lr v;
     RMSprop: s = rho s + (1 - rho) g^2, p -= lr g / (sqrt(s) + eps);
     Adam (Kingma & Ba 2015) with bias correction at step t.
-    upd_sq[k] collects ||step||^2 of the weights W_k (elem_layer maps elements to k)."""
+    upd_sq[k] collects ||step||^2 of the weights W_k (elem_layer maps elements to k).
+    Returns the index of the first element whose new value would not be finite
+    (that element keeps its old value), or -1."""
     lr = hyper[H_LR]
     mu = hyper[H_MOMENTUM]
     b1 = hyper[H_BETA1]
@@ -499,6 +519,7 @@ def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd
     t = hyper[H_T]
     for k in range(upd_sq.shape[0]):
         upd_sq[k] = 0.0
+    bad = -1
     c1 = 1.0 - b1 ** t
     c2 = 1.0 - b2 ** t
     for i in range(params.shape[0]):
@@ -522,13 +543,21 @@ def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd
             m1[i] = b1 * m1[i] + (1.0 - b1) * g
             m2[i] = b2 * m2[i] + (1.0 - b2) * g * g
             step = lr * (m1[i] / c1) / (math.sqrt(m2[i] / c2) + eps)
+        old = params[i]
         params[i] -= step
+        if not math.isfinite(params[i]):
+            # never store a non-finite weight: training stops on the last finite values
+            params[i] = old
+            if bad < 0:
+                bad = i
+            continue
         k = elem_layer[i]
         if k >= 0:
             upd_sq[k] += step * step
+    return bad
 
 
-@njit(**_opts)
+@_kernel
 def weight_stats(lay, params, params0, L, stats):
     """||W_k||, ||W_k - W_k(init)|| and ||W_k(init)|| for k = 1..L+1.
     Returns the first layer whose weights are not finite, or 0."""
@@ -540,11 +569,12 @@ def weight_stats(lay, params, params0, L, stats):
         c = 0.0
         s0 = 0.0
         for i in range(off, off + size):
-            w = params[i]
-            d = w - params0[i]
+            w = np.float64(params[i])  # float64, as in _norm2
+            w0 = np.float64(params0[i])
+            d = w - w0
             s += w * w
             c += d * d
-            s0 += params0[i] * params0[i]
+            s0 += w0 * w0
         stats[k, S_W] = math.sqrt(s)
         stats[k, S_CHANGE] = math.sqrt(c)
         stats[k, S_W0] = math.sqrt(s0)
@@ -553,7 +583,7 @@ def weight_stats(lay, params, params0, L, stats):
     return bad
 
 
-@njit(**_opts)
+@_kernel
 def forward_pass(lay, skp, params, ws, running, B, L, training, stats):
     """All layers forward. Returns 0, or the first layer whose output is not finite."""
     for k in range(1, L + 2):
@@ -562,7 +592,7 @@ def forward_pass(lay, skp, params, ws, running, B, L, training, stats):
     return 0
 
 
-@njit(**_opts)
+@_kernel
 def backward_pass(lay, skp, params, grads, ws, B, L, stats):
     for k in range(L + 1, 0, -1):
         if not backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
@@ -570,24 +600,44 @@ def backward_pass(lay, skp, params, grads, ws, B, L, stats):
     return 0
 
 
-@njit(**_opts)
-def apply_update(opt, lay, params, grads, m1, m2, params0, hyper, decay_mask, elem_layer,
+@_kernel
+def param_layer(lay, skp, i, L):
+    """The layer (1..L+1) a flat parameter index belongs to; a skip projection
+    counts for the layer it ends at."""
+    for s in range(skp.shape[0]):
+        off = skp[s, 2]
+        if off >= 0 and off <= i < off + lay[skp[s, 0], C_WIDTH] * lay[skp[s, 1], C_WIDTH]:
+            return skp[s, 1]
+    k = 1
+    for j in range(1, L + 2):
+        if lay[j, C_W] <= i:
+            k = j
+    return k
+
+
+@_kernel
+def apply_update(opt, lay, skp, params, grads, m1, m2, params0, hyper, decay_mask, elem_layer,
                  upd_sq, L, stats):
     """Clip, step the optimizer, then refresh the weight statistics.
-    Returns 0 or the first layer whose weights are no longer finite."""
+    Returns 0, or the layer of the first parameter the step would have made
+    non-finite (no parameter is ever set to NaN or Inf)."""
     scale = 1.0
     if hyper[H_CLIP_NORM] > 0.0:
         gn = global_grad_norm(grads)
         if gn > hyper[H_CLIP_NORM]:
             # Pascanu et al. 2013: g <- theta g / ||g||
             scale = hyper[H_CLIP_NORM] / gn
-    update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq, scale)
+    bad = update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq,
+                        scale)
     for k in range(1, L + 2):
         stats[k, S_UPDATE] = math.sqrt(upd_sq[k])
-    return weight_stats(lay, params, params0, L, stats)
+    weight_stats(lay, params, params0, L, stats)
+    if bad >= 0:
+        return param_layer(lay, skp, bad, L)
+    return 0
 
 
-@njit(**_opts)
+@_kernel
 def train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask, elem_layer,
                upd_sq, X, labels, targets, idx, B, L, loss_code, opt, hyper, stats, out):
     """One whole iteration: load batch, forward, loss, backward, update.
@@ -606,14 +656,14 @@ def train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask
     bad = backward_pass(lay, skp, params, grads, ws, B, L, stats)
     if bad:
         return ST_BACKWARD * 10000 + bad
-    bad = apply_update(opt, lay, params, grads, m1, m2, params0, hyper, decay_mask, elem_layer,
-                       upd_sq, L, stats)
+    bad = apply_update(opt, lay, skp, params, grads, m1, m2, params0, hyper, decay_mask,
+                       elem_layer, upd_sq, L, stats)
     if bad:
         return ST_UPDATE * 10000 + bad
     return 0
 
 
-@njit(**_opts)
+@_kernel
 def train_steps(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask, elem_layer,
                 upd_sq, X, labels, targets, batches, B, L, loss_code, opt, hyper, stats, out,
                 hist_stats, hist_out):

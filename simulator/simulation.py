@@ -32,6 +32,19 @@ FUSED_CHUNK = 64
 
 
 @dataclass(frozen=True)
+class SavedState:
+    """Structure and every trained value, for undo of edits that redraw weights."""
+
+    experiment: Experiment
+    params: np.ndarray
+    params0: np.ndarray
+    running: np.ndarray
+    m1: np.ndarray
+    m2: np.ndarray
+    adam_t: int
+
+
+@dataclass(frozen=True)
 class LayerParams:
     """Saved values of one layer's parameters (for undo of delete / width changes)."""
 
@@ -241,7 +254,8 @@ class Simulation:
                 return self.snapshot()
             self._backward_done[layer - 1] = True
         else:
-            bad = K.apply_update(OPT_CODE[self.training.optimizer], net.lay, net.params_flat,
+            bad = K.apply_update(OPT_CODE[self.training.optimizer], net.lay, net.skp,
+                                 net.params_flat,
                                  net.grads_flat, self._m1, self._m2, net.params0, self._hyper(),
                                  net.decay_mask, net.elem_layer, self._upd_sq, net.L, net.stats)
             if bad:
@@ -271,7 +285,10 @@ class Simulation:
         val_loss = val_acc = np.nan
         if self.step_count % self.eval_every == 0 or self.step_count == 1:
             val_loss, val_acc = self.evaluate()
-        self.history.record(self.step_count, loss, acc, val_loss, val_acc, per_layer)
+        # History keeps float32: a float64 run on its way to diverging has finite norms
+        # beyond float32's range, which are stored as inf instead of raising a warning.
+        with np.errstate(over="ignore"):
+            self.history.record(self.step_count, loss, acc, val_loss, val_acc, per_layer)
 
     def step(self) -> Snapshot:
         """Finish the current iteration (or do one whole one)."""
@@ -322,8 +339,11 @@ class Simulation:
             self._backward_done[:] = True
             self._last_phase = ("update", 0)
             if status:
-                self._loss = float(hist_out[done, 0])
                 phase, quantity = _PHASE_OF_STATUS[status // 10000]
+                if phase != "forward":  # the loss of the failed step was computed
+                    self._loss = float(hist_out[done, 0])
+                if phase in ("forward", "loss"):
+                    self._backward_done[:] = False
                 self._diverge(phase, status % 10000, quantity)
                 break
             self._idx = self._take_batch()
@@ -550,6 +570,31 @@ class Simulation:
         else:
             self.divergence = None
             self._refresh()
+
+    def capture_state(self) -> SavedState:
+        net = self.network
+        return SavedState(self._experiment, net.params_flat.copy(), net.params0.copy(),
+                          net.running.copy(), self._m1.copy(), self._m2.copy(), self._adam_t)
+
+    def restore_state(self, state: SavedState) -> None:
+        """Put back a captured structure and its values (the step count and history go on)."""
+        exp = state.experiment
+        if exp.data != self._experiment.data:
+            self.set_data(exp.data)
+        old_L = self.network.L
+        self._experiment = exp
+        net = Network(exp.network, exp.seed, self.dtype)
+        net.params_flat[:] = state.params
+        net.params0[:] = state.params0
+        net.running[:] = state.running
+        self._new_network(net)
+        self._m1[:] = state.m1
+        self._m2[:] = state.m2
+        self._adam_t = state.adam_t
+        if net.L != old_L:
+            self.history = History(net.L + 1, self.history_capacity)
+        self.divergence = None
+        self._refresh()
 
     def set_experiment(self, experiment: Experiment) -> Snapshot:
         """Start over with another experiment (open a file, pick a preset)."""

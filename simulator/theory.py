@@ -16,7 +16,9 @@ number of layers over which it changes by a factor e is ``1 / |ln chi_1|``.
 
 Any initialization the app offers is reduced to the same two numbers per layer:
 ``fan_in * Var[W_k]`` (``effective_sigma_w2``) and the bias variance. The
-one-dimensional Gaussian expectations are computed by Gauss-Hermite quadrature.
+one-dimensional Gaussian expectations are computed by quadrature (see
+``gaussian_mean``): closed forms for the piecewise-linear activations,
+composite Gauss-Legendre panels for the rest.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
-from scipy.optimize import brentq
-from scipy.special import ndtr
+from numpy.polynomial.legendre import leggauss
 
 from .spec import NetworkSpec
 
@@ -52,15 +52,30 @@ _CONTRACTIVE_AT_ZERO = ("tanh", "softsign", "elu")
 ORDERED_BELOW = 0.98
 CHAOTIC_ABOVE = 1.02
 
-QUADRATURE_POINTS = 100
-# Probabilists' Hermite nodes integrate against exp(-x^2/2); dividing the
-# weights by sqrt(2 pi) turns the sum into an expectation over N(0, 1).
-_NODES, _WEIGHTS = hermegauss(QUADRATURE_POINTS)
-_WEIGHTS = _WEIGHTS / math.sqrt(2.0 * math.pi)
-
+# Gaussian expectations E[f(sqrt(q) z)] are integrals of f against the normal
+# density. Plain Gauss-Hermite quadrature (nodes in z) is exact for smooth f at
+# moderate q but fails where the activation changes on a scale much finer
+# than the Gaussian: at large q, tanh'(sqrt(q) z) is a narrow spike around
+# z = 0 that 100 Hermite nodes get wrong by ~90% at q = 100, and kinks (ELU,
+# SELU, softsign) at z = 0 cost ~1% at q = 1. So the z-axis is cut into panels
+# at 0 (where every kink is), geometrically towards 0 in units of the
+# activation's own scale (1/sqrt(q) in z), and every unit of z out to 12,
+# beyond which the normal density is below 1e-31. Each panel gets
+# Gauss-Legendre nodes.
+POINTS_PER_PANEL = 24
+_GL_NODES, _GL_WEIGHTS = leggauss(POINTS_PER_PANEL)
+_Z_CUTOFF = 12.0
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _Q_INFINITE = 1e12  # where q is evaluated when the recursion diverges
 _Q_VANISHED = 1e-30  # a fixed point below this is reported as 0
+
+
+# the standard normal CDF, exact to double precision (numpy has no erf)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -83,7 +98,7 @@ def phi(name: str, x) -> np.ndarray:
     if name == "selu":
         return SELU_LAMBDA * np.where(x > 0.0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
     if name == "gelu":
-        return x * ndtr(x)
+        return x * _normal_cdf(x)
     if name == "silu":
         return x * _sigmoid(x)
     if name == "softsign":
@@ -113,7 +128,7 @@ def dphi(name: str, x) -> np.ndarray:
         return SELU_LAMBDA * np.where(x > 0.0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0)))
     if name == "gelu":
         # d/dx [x Phi(x)] = Phi(x) + x pdf(x)
-        return ndtr(x) + x * np.exp(-0.5 * x * x) / _SQRT_2PI
+        return _normal_cdf(x) + x * np.exp(-0.5 * x * x) / _SQRT_2PI
     if name == "silu":
         s = _sigmoid(x)
         return s * (1.0 + x * (1.0 - s))
@@ -123,10 +138,34 @@ def dphi(name: str, x) -> np.ndarray:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def _quadrature_rule(q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes u = sqrt(q) z and weights w with sum(w f(u)) = E[f(sqrt(q) z)]."""
+    scale = math.sqrt(q)
+    edges = {float(m) for m in range(1, int(_Z_CUTOFF) + 1)}
+    # activation features sit at |u| ~ 2^j, i.e. |z| ~ 2^j / sqrt(q)
+    j = -4
+    while 2.0**j / scale < _Z_CUTOFF:
+        edges.add(2.0**j / scale)
+        j += 1
+    t = np.array([0.0, *sorted(edges)])
+    lo, hi = t[:-1], t[1:]
+    half = 0.5 * (hi - lo)
+    z = (0.5 * (lo + hi))[:, None] + half[:, None] * _GL_NODES  # one row per panel
+    w = half[:, None] * _GL_WEIGHTS * np.exp(-0.5 * z * z) / _SQRT_2PI
+    z, w = z.ravel(), w.ravel()
+    return scale * np.concatenate((-z, z)), np.concatenate((w, w))
+
+
 def gaussian_mean(f, q: float) -> float:
-    """E[f(sqrt(q) z)] for z ~ N(0, 1), by Gauss-Hermite quadrature."""
+    """E[f(sqrt(q) z)] for z ~ N(0, 1), by composite Gauss-Legendre quadrature.
+
+    ``f`` must accept a numpy array. q = 0 gives f(0); q is capped at 1e12.
+    """
     q = min(max(float(q), 0.0), _Q_INFINITE)
-    return float(np.dot(_WEIGHTS, f(math.sqrt(q) * _NODES)))
+    if q == 0.0:
+        return float(np.asarray(f(np.zeros(1)))[0])
+    u, w = _quadrature_rule(q)
+    return float(np.dot(w, f(u)))
 
 
 def mean_phi2(name: str, q: float) -> float:
@@ -249,7 +288,17 @@ def fixed_point_q(name: str, sigma_w2: float, sigma_b2: float, q_start: float = 
             lo, hi = lo / 2.0, lo
             if lo < _Q_VANISHED:
                 return 0.0
-    return float(brentq(excess, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=200))
+    # bisection: the bracket is at most a factor 2 wide, so ~50 halvings reach
+    # double precision, and it cannot step outside the bracket
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi or hi - lo <= 1e-15 * hi:
+            break
+        if excess(mid) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def chi1(name: str, sigma_w2: float, sigma_b2: float) -> float:

@@ -58,7 +58,7 @@ def test_dphi_matches_centered_difference(name):
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activations_are_finite_at_extreme_inputs(name):
     x = np.array([-1e4, -300.0, 300.0, 1e4])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         assert np.all(np.isfinite(phi(name, x)))
         assert np.all(np.isfinite(dphi(name, x)))
 
@@ -74,10 +74,34 @@ def test_unknown_activation_is_rejected():
 
 
 def test_quadrature_gaussian_moments():
-    for q in (0.1, 1.0, 7.0):
+    for q in (1e-8, 0.1, 1.0, 7.0, 1e6):
         assert gaussian_mean(lambda u: u**2, q) == pytest.approx(q, rel=1e-12)
         assert gaussian_mean(lambda u: u**4, q) == pytest.approx(3 * q * q, rel=1e-12)
-    assert gaussian_mean(np.abs, 1.0) == pytest.approx(math.sqrt(2 / math.pi), rel=1e-3)
+        # a kink at 0 costs nothing: the panels are split there
+        assert gaussian_mean(np.abs, q) == pytest.approx(math.sqrt(2 * q / math.pi), rel=1e-12)
+    assert gaussian_mean(np.cos, 0.0) == 1.0
+
+
+def test_quadrature_closed_forms_for_kinked_activations():
+    # E[elu'(z)^2] = 1/2 + E[exp(2z); z < 0] = 1/2 + e^2 Phi(-2)
+    phi_minus_2 = 0.5 * math.erfc(2 / math.sqrt(2))
+    assert mean_dphi2("elu", 1.0) == pytest.approx(0.5 + math.e**2 * phi_minus_2, rel=1e-12)
+    # E[softsign'(z)^2] for a narrow spike at large q: integral of 1/(1+|u|)^4 = 2/3
+    q = 1e8
+    assert mean_dphi2("softsign", q) == pytest.approx(
+        (2 / 3) / math.sqrt(2 * math.pi * q), rel=1e-3
+    )
+
+
+def test_quadrature_resolves_the_saturated_derivative_spike():
+    # at large q, tanh'(sqrt(q) z)^2 is a spike of area (4/3)/sqrt(q) around z = 0
+    for q in (1e2, 1e4, 1e8):
+        expected = (4 / 3) / math.sqrt(2 * math.pi * q)
+        # the next term of the expansion is relatively O(1/q)
+        assert mean_dphi2("tanh", q) == pytest.approx(expected, rel=1.0 / q)
+    # sigmoid: integral of (s (1 - s))^2 = 1/6
+    assert mean_dphi2("sigmoid", 1e8) == pytest.approx((1 / 6) / math.sqrt(2 * math.pi * 1e8),
+                                                        rel=1e-6)
 
 
 def test_piecewise_linear_moments_are_exact():
@@ -272,7 +296,7 @@ def test_mean_field_chaotic_tanh():
     p = mean_field(spec)
     assert p.phase == "chaotic"
     assert p.chi_star == pytest.approx(chi1("tanh", 6.25, 0.09))
-    assert p.predicted_ratio[0] > 10
+    assert p.predicted_ratio[0] > 3
 
 
 def test_mean_field_caveats():
@@ -355,3 +379,25 @@ def test_prediction_matches_a_random_wide_network(activation, sigma_w, sigma_b):
     assert measured.shape == predicted.shape == (depth + 1,)
     # finite-width fluctuations: well under a factor 1.8 at every layer
     np.testing.assert_allclose(measured, predicted, atol=0.25)
+
+
+@pytest.mark.parametrize(
+    "init,activation",
+    [("uniform_fanin", "tanh"), ("glorot_uniform", "tanh"), ("glorot_normal", "relu"),
+     ("he_uniform", "leaky_relu"), ("he_normal", "prelu"), ("lecun_normal", "selu"),
+     ("orthogonal", "tanh"), ("mean_field", "tanh")],
+)
+def test_effective_sigma_w2_matches_the_network_initializer(init, activation):
+    network = pytest.importorskip("simulator.network")
+    init_weight = getattr(network, "init_weight", None)
+    if init_weight is None:
+        pytest.skip("simulator.network has no init_weight")
+    spec = NetworkSpec(200, 10, hidden=(LayerSpec(400, activation), LayerSpec(400, activation)),
+                       init=init, gain=1.3, sigma_w=1.7)
+    rng = np.random.default_rng(5)
+    for k in (1, 2, 3):
+        fan_in, fan_out = spec.widths[k - 1], spec.widths[k]
+        act = spec.hidden[k - 1].activation if k <= spec.depth else "linear"
+        w = init_weight(spec, fan_in, fan_out, act, rng)
+        measured = fan_in * float(np.mean(w.astype(np.float64) ** 2))
+        assert measured == pytest.approx(effective_sigma_w2(spec, k), rel=0.05), (init, k)

@@ -1,0 +1,710 @@
+"""Benchmark (not a test): steps per second of the core's training step against numpy and PyTorch.
+
+One step is the whole iteration the app runs while training: load the batch,
+forward, loss, backward, the per-layer statistics (||delta_k||, ||dW_k||,
+||W_k||, update norm, change since init, dead / saturated fraction, activation
+mean and std) and the SGD update. Every implementation trains the same network:
+float32, hidden layers cycling sigmoid / tanh / relu, glorot-uniform weights
+taken from the core's own initialization, mean softmax cross-entropy, plain
+SGD, random Gaussian inputs with random labels.
+
+Implementations, timed in interleaved rounds (A, B, C, ... A, B, C, ...) after a
+warm-up; the numbers are medians over the rounds, ratios are medians of the
+per-round ratios:
+
+* ``core run``: ``Simulation.run(n, snapshot=False)``, the app's training path
+  (fused ``kernels.train_steps`` in chunks, plus the Python bookkeeping and
+  the history recording per step).
+* ``core raw``: ``kernels.train_steps`` called directly, 64 steps per call, on
+  precomputed batches: the kernel alone.
+* ``numpy``: bench/numpy_net.py, the same maths vectorized in numpy.
+* ``torch 1 thread`` / ``torch default``: autograd with ``retain_grad`` on every
+  pre-activation for delta_k, ``torch.optim.SGD``; statistics stay tensors
+  and leave the step in one ``.numpy()`` call.
+
+Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/core.py`` (``make bench``).
+``--quick`` for a short run; the results replace the section
+"## Core training step (bench/core.py)" of docs/PERFORMANCE.md unless ``--no-doc``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# As the app does (main.py): one BLAS thread, set before numpy is imported. OMP_NUM_THREADS
+# is left alone on purpose, because it would also pin PyTorch's default thread count.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import simulator  # noqa: E402
+from bench import numpy_net as NP  # noqa: E402
+from simulator import kernels as K  # noqa: E402
+from simulator.data import Dataset, DataSpec  # noqa: E402
+from simulator.experiment import Experiment, TrainSpec  # noqa: E402
+from simulator.network import Network  # noqa: E402
+from simulator.simulation import FUSED_CHUNK, Simulation  # noqa: E402
+from simulator.spec import LayerSpec, NetworkSpec  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the benchmark still runs, without the PyTorch columns
+    torch = None
+
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+SECTION = "## Core training step (bench/core.py)"
+CYCLE = ("sigmoid", "tanh", "relu")
+INPUT_DIM = 16
+CLASSES = 4
+N_SAMPLES = 4096
+LR = 0.01
+SEED = 0
+BATCH_POOL = 256  # batches drawn once and cycled through by numpy, torch and core raw
+
+
+@dataclass(frozen=True)
+class Config:
+    depth: int
+    width: int
+    batch: int
+    vs_torch: float  # target: core run steps/s >= this x PyTorch (both thread settings)
+    vs_numpy: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.depth} x {self.width}, batch {self.batch}"
+
+
+CONFIGS = (
+    Config(30, 32, 64, vs_torch=3.0, vs_numpy=2.0),
+    Config(10, 16, 64, vs_torch=6.0),
+    Config(100, 16, 32, vs_torch=6.0),
+    Config(50, 64, 128, vs_torch=1.2),
+)
+
+
+# -- the network and the data, shared by every implementation -------------------------------
+
+
+def make_spec(cfg: Config) -> NetworkSpec:
+    hidden = tuple(LayerSpec(cfg.width, CYCLE[i % len(CYCLE)]) for i in range(cfg.depth))
+    return NetworkSpec(INPUT_DIM, CLASSES, hidden=hidden, init="glorot_uniform",
+                       loss="cross_entropy")
+
+
+def make_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([SEED, 1])
+    X = rng.standard_normal((N_SAMPLES, INPUT_DIM)).astype(np.float32)
+    y = rng.integers(0, CLASSES, N_SAMPLES).astype(np.int64)
+    return X, y
+
+
+def make_simulation(cfg: Config, X, y) -> Simulation:
+    """The core on the shared data. No held-out rows: held-out evaluation is not part of a
+    training step, and neither reference does it."""
+    dataset = Dataset(X_train=X.astype(np.float64), y_train=y, X_test=X[:0].astype(np.float64),
+                      y_test=y[:0], task="classification", n_classes=CLASSES,
+                      input_dim=INPUT_DIM, output_dim=CLASSES, name="random")
+    exp = Experiment(name="bench", description="", network=make_spec(cfg),
+                     data=DataSpec(kind="highdim", dims=INPUT_DIM),
+                     training=TrainSpec(optimizer="sgd", lr=LR, batch_size=cfg.batch),
+                     seed=SEED, dtype="float32")
+    return Simulation(exp, dataset=dataset)
+
+
+def initial_weights(net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The core's initial W_k and b_k, k = 1..L+1, as copies."""
+    layers = range(1, net.L + 2)
+    return ([net.view(net.params0, f"W{k}").copy() for k in layers],
+            [net.view(net.params0, f"b{k}").copy() for k in layers])
+
+
+def batch_pool(batch: int) -> np.ndarray:
+    rng = np.random.default_rng([SEED, 2])
+    return np.stack([rng.permutation(N_SAMPLES)[:batch] for _ in range(BATCH_POOL)])
+
+
+# -- the core, raw: kernels.train_steps on its own buffers ------------------------------------
+
+
+class CoreRaw:
+    def __init__(self, cfg: Config, X, y):
+        self.net = net = Network(make_spec(cfg), SEED, np.float32)
+        net.ensure_batch(cfg.batch)
+        self.B = cfg.batch
+        self.X, self.labels = X, y
+        self.targets = np.zeros((0, CLASSES), np.float32)
+        self.m1 = np.zeros(net.n_params, np.float32)
+        self.m2 = np.zeros(net.n_params, np.float32)
+        self.upd_sq = np.zeros(net.L + 2)
+        self.out = np.zeros(2)
+        self.hyper = np.zeros(K.N_HYPER)
+        self.hyper[K.H_LR] = LR
+        self.hyper[K.H_T] = 1
+        self.hist_stats = np.empty((FUSED_CHUNK, net.L + 2, K.N_STATS))
+        self.hist_out = np.empty((FUSED_CHUNK, 2))
+        self.pool = batch_pool(cfg.batch)
+        self.pos = 0
+
+    def run(self, n: int) -> None:
+        net = self.net
+        while n > 0:
+            chunk = min(n, FUSED_CHUNK, BATCH_POOL - self.pos)
+            batches = self.pool[self.pos:self.pos + chunk]
+            done, status = K.train_steps(
+                net.lay, net.skp, net.params_flat, net.grads_flat, net._ws, net.running,
+                net.params0, self.m1, self.m2, net.decay_mask, net.elem_layer, self.upd_sq,
+                self.X, self.labels, self.targets, batches, self.B, net.L, K.LOSS_XENT,
+                K.OPT_SGD, self.hyper, net.stats, self.out, self.hist_stats, self.hist_out)
+            if status:
+                raise RuntimeError(f"core raw diverged (status {status})")
+            self.pos = (self.pos + chunk) % BATCH_POOL
+            n -= chunk
+
+
+class CoreRun:
+    def __init__(self, cfg: Config, X, y):
+        self.sim = make_simulation(cfg, X, y)
+
+    def run(self, n: int) -> None:
+        self.sim.run(n, snapshot=False)
+        if self.sim.divergence is not None:
+            raise RuntimeError(self.sim.divergence.message)
+
+
+class NumpyRun:
+    def __init__(self, cfg: Config, X, y):
+        spec = make_spec(cfg)
+        W, b = initial_weights(Network(spec, SEED, np.float32))
+        self.net = NP.NumpyNet(W, b, [h.activation for h in spec.hidden], LR, cfg.batch)
+        self.X, self.y = X, y
+        self.pool = batch_pool(cfg.batch)
+        self.pos = 0
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            idx = self.pool[self.pos]
+            self.net.train_step(self.X[idx], self.y[idx])
+            self.pos = (self.pos + 1) % BATCH_POOL
+
+
+# -- PyTorch -----------------------------------------------------------------------------------
+
+
+class TorchNet:
+    """The same network in PyTorch: autograd for the gradients, retain_grad() for delta_k."""
+
+    def __init__(self, weights, biases, activations, lr: float):
+        self.W = [torch.tensor(w).requires_grad_() for w in weights]
+        self.b = [torch.tensor(b).requires_grad_() for b in biases]
+        self.W0 = [w.detach().clone() for w in self.W]
+        self.acts = (*activations, "linear")
+        self.lr = lr
+        self.opt = torch.optim.SGD([p for pair in zip(self.W, self.b, strict=True) for p in pair],
+                                   lr=lr, foreach=True)
+        self.zero = torch.zeros(())
+
+    def train_step(self, X, labels) -> np.ndarray:
+        """One SGD step. Returns [stats (L+1, N_STATS) row-major..., loss, correct]."""
+        zs, acts = [], []
+        a = X
+        for W, b, act in zip(self.W, self.b, self.acts, strict=True):
+            z = torch.addmm(b, a, W)
+            z.retain_grad()
+            if act == "sigmoid":
+                a = torch.sigmoid(z)
+            elif act == "tanh":
+                a = torch.tanh(z)
+            elif act == "relu":
+                a = torch.relu(z)
+            else:
+                a = z
+            zs.append(z)
+            acts.append(a)
+        loss = torch.nn.functional.cross_entropy(z, labels)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            fwd = []
+            for z, a, act in zip(zs, acts, self.acts, strict=True):
+                if act == "sigmoid":
+                    d = a * (1.0 - a)
+                elif act == "tanh":
+                    d = 1.0 - a * a
+                dead = (1.0 - (z > 0).any(dim=0).float().mean()) if act == "relu" else self.zero
+                sat = ((d.mean(dim=0) < NP.SATURATION_THRESHOLD).float().mean()
+                       if act in ("sigmoid", "tanh") else self.zero)
+                fwd.append(torch.stack((dead, sat, a.mean(), a.std(correction=0))))
+            # float64 sums of squares, as the core: a vanished delta's squares underflow float32
+            delta_norm = torch.stack(torch._foreach_norm([z.grad for z in zs],
+                                                         dtype=torch.float64))
+            grad_norm = torch.stack(torch._foreach_norm([w.grad for w in self.W],
+                                                        dtype=torch.float64))
+            self.opt.step()
+            weight_norm = torch.stack(torch._foreach_norm(self.W)).double()
+            change = torch.stack(torch._foreach_norm(torch._foreach_sub(self.W, self.W0))).double()
+            # plain SGD: the step applied to W_k is lr dW_k
+            stats = torch.cat((torch.stack((delta_norm, grad_norm, weight_norm,
+                                            self.lr * grad_norm, change), dim=1),
+                               torch.stack(fwd).double()), dim=1)
+            correct = (z.argmax(dim=1) == labels).sum()
+            return torch.cat((stats.flatten(), loss.detach().double().view(1),
+                              correct.double().view(1))).numpy()
+
+
+class TorchRun:
+    def __init__(self, cfg: Config, X, y, threads: int):
+        self.threads = threads
+        W, b = initial_weights(Network(make_spec(cfg), SEED, np.float32))
+        self.net = TorchNet(W, b, [h.activation for h in make_spec(cfg).hidden], LR)
+        self.X = torch.from_numpy(X.copy())
+        self.y = torch.from_numpy(y.copy())
+        self.pool = torch.from_numpy(batch_pool(cfg.batch))
+        self.pos = 0
+
+    def run(self, n: int) -> None:
+        torch.set_num_threads(self.threads)
+        for _ in range(n):
+            idx = self.pool[self.pos]
+            self.net.train_step(self.X[idx], self.y[idx])
+            self.pos = (self.pos + 1) % BATCH_POOL
+
+
+# -- sanity: the first step agrees -----------------------------------------------------------
+
+# core stats column for each numpy_net column
+_CORE_COLUMN = (K.S_DELTA, K.S_GRAD_W, K.S_W, K.S_UPDATE, K.S_CHANGE, K.S_DEAD, K.S_SAT,
+                K.S_ACT_MEAN, K.S_ACT_STD)
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-30)
+    return float(np.max(np.abs(a - b) / scale))
+
+
+def check_first_step(cfg: Config, X, y) -> dict:
+    """Loss of the first batch and the per-layer statistics after the first step, all three ways."""
+    sim = make_simulation(cfg, X, y)
+    idx = sim._idx.copy()  # the first batch: its loss is computed when the Simulation is built
+    core_loss = sim.snapshot().loss
+    W, b = initial_weights(sim.network)
+    acts = [h.activation for h in sim.spec.hidden]
+    sim.run(1, snapshot=False)
+    core_stats = sim.network.stats[1:, list(_CORE_COLUMN)]
+    ref = NP.NumpyNet(W, b, acts, LR, cfg.batch)
+    np_loss, _ = ref.train_step(X[idx], y[idx])
+    result = {"core_loss": float(core_loss), "numpy_loss": np_loss,
+              "numpy_loss_rel": _rel(core_loss, np_loss),
+              "numpy_stats_rel": _rel(core_stats, ref.stats)}
+    if torch is not None:
+        tnet = TorchNet(W, b, acts, LR)
+        out = tnet.train_step(torch.from_numpy(X[idx].copy()), torch.from_numpy(y[idx].copy()))
+        n = len(W) * NP.N_STATS
+        result.update(torch_loss=float(out[n]), torch_loss_rel=_rel(core_loss, out[n]),
+                      torch_stats_rel=_rel(core_stats, out[:n].reshape(len(W), NP.N_STATS)))
+    rels = [v for k, v in result.items() if k.endswith("_rel")]
+    result["ok"] = max(rels) < 1e-3
+    return result
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def implementations(cfg: Config, X, y) -> dict:
+    impls = {"core run": CoreRun(cfg, X, y), "core raw": CoreRaw(cfg, X, y),
+             "numpy": NumpyRun(cfg, X, y)}
+    if torch is not None:
+        impls["torch 1 thread"] = TorchRun(cfg, X, y, 1)
+        impls["torch default"] = TorchRun(cfg, X, y, DEFAULT_TORCH_THREADS)
+    return impls
+
+
+def timed(impl, n: int) -> float:
+    t = time.perf_counter()
+    impl.run(n)
+    return n / (time.perf_counter() - t)
+
+
+def bench_config(cfg: Config, rounds: int, seconds: float, X, y) -> dict:
+    impls = implementations(cfg, X, y)
+    # warm-up (doubling until a batch of steps takes 0.2 s), then size each
+    # implementation's share of a round to about ``seconds``
+    steps = {}
+    for name, impl in impls.items():
+        n = 2
+        while True:
+            t = time.perf_counter()
+            impl.run(n)
+            if time.perf_counter() - t >= 0.2 or n >= 4096:
+                break
+            n *= 2
+        rate = timed(impl, n)
+        steps[name] = max(5, int(rate * seconds))
+    rates = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, impl in impls.items():
+            rates[name].append(timed(impl, steps[name]))
+    if torch is not None:
+        torch.set_num_threads(DEFAULT_TORCH_THREADS)
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    spread = {name: (min(r), max(r)) for name, r in rates.items()}
+
+    def ratio(a, b):
+        return statistics.median(x / z for x, z in zip(rates[a], rates[b], strict=True))
+
+    ratios = {}
+    for core in ("core run", "core raw"):
+        for other in ("numpy", "torch 1 thread", "torch default"):
+            if other in rates:
+                ratios[(core, other)] = ratio(core, other)
+    return {"steps_per_round": steps, "median": med, "spread": spread, "ratios": ratios}
+
+
+def profile_core(cfg: Config, X, y, repeats: int = 200) -> dict:
+    """Microseconds per step spent in each phase of the fused kernel (same functions it calls),
+    and in Simulation.run's Python side, per step."""
+    net = Network(make_spec(cfg), SEED, np.float32)
+    B, L = cfg.batch, net.L
+    net.ensure_batch(B)
+    ws, st = net._ws, net.stats
+    idx = batch_pool(B)[0].astype(np.int64)
+    targets = np.zeros((0, CLASSES), np.float32)
+    hyper = np.zeros(K.N_HYPER)
+    hyper[K.H_LR] = 1e-12  # keep the weights (and so every timing) the same on each repeat
+    hyper[K.H_T] = 1
+    m = np.zeros(net.n_params, np.float32)
+    upd = np.zeros(L + 2)
+    K.load_batch(net.lay, ws, X, idx, B)
+    phases = {
+        "forward (dense + activation + unit stats)": lambda: K.forward_pass(
+            net.lay, net.skp, net.params_flat, ws, net.running, B, L, True, st),
+        "loss": lambda: K.loss_and_delta(net.lay, ws, B, L, K.LOSS_XENT, y, targets, idx),
+        "backward (activation' + dense + norms)": lambda: K.backward_pass(
+            net.lay, net.skp, net.params_flat, net.grads_flat, ws, B, L, st),
+        "update + weight stats": lambda: K.apply_update(
+            K.OPT_SGD, net.lay, net.params_flat, net.grads_flat, m, m, net.params0, hyper,
+            net.decay_mask, net.elem_layer, upd, L, st),
+    }
+    # one hidden layer of each activation, split into its parts
+    k = {act: 1 + CYCLE.index(act) for act in CYCLE}
+    n = cfg.width
+    empty = np.zeros(0, np.float32)
+
+    def blk(layer, col):
+        return net.block(layer, col)
+
+    parts = {"dense forward (BLAS)": lambda: K.dense_forward(
+        blk(k["tanh"] - 1, K.C_A), net.params[f"W{k['tanh']}"], net.params[f"b{k['tanh']}"],
+        blk(k["tanh"], K.C_Z)),
+        "dense backward (BLAS)": lambda: K.dense_backward(
+        blk(k["tanh"] - 1, K.C_A), net.params[f"W{k['tanh']}"], blk(k["tanh"], K.C_D),
+        net.grad_arrays[f"W{k['tanh']}"], net.grad_arrays[f"b{k['tanh']}"],
+        blk(k["tanh"] - 1, K.C_G), blk(k["tanh"] - 1, K.C_TMP), True)}
+    for act in CYCLE:
+        layer = k[act]
+        code = int(net.lay[layer, K.C_ACT])
+        parts[f"{act} phi"] = (lambda c=code, j=layer: K.act_forward(
+            c, blk(j, K.C_U), empty, blk(j, K.C_A)))
+        parts[f"{act} phi'"] = (lambda c=code, j=layer: K.act_backward(
+            c, blk(j, K.C_U), empty, blk(j, K.C_G), blk(j, K.C_GU), empty))
+        parts[f"{act} whole forward_layer"] = (lambda j=layer: K.forward_layer(
+            j, net.lay, net.skp, net.params_flat, ws, net.running, B, True, st))
+    for f in (*phases.values(), *parts.values()):
+        f()
+
+    def us(f, reps):
+        best = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(reps):
+                f()
+            best.append((time.perf_counter() - t) / reps * 1e6)
+        return statistics.median(best)
+
+    out = {"phases": {name: us(f, repeats) for name, f in phases.items()},
+           "layer_parts": {name: us(f, repeats * 5) for name, f in parts.items()},
+           "elements_per_layer": B * n}
+    # Python side of Simulation.run per step: run it with the kernel's share subtracted
+    sim = make_simulation(cfg, X, y)
+    sim.run(20, snapshot=False)
+    steps = max(50, int(2000 / max(cfg.depth, 1)))
+    t = time.perf_counter()
+    sim.run(steps, snapshot=False)
+    total = (time.perf_counter() - t) / steps * 1e6
+    raw = CoreRaw(cfg, X, y)
+    raw.run(20)
+    t = time.perf_counter()
+    raw.run(steps)
+    kernel = (time.perf_counter() - t) / steps * 1e6
+    out["run_total_us"] = total
+    out["raw_total_us"] = kernel
+    return out
+
+
+# -- startup: import compiles nothing; cold and warm warmup() ----------------------------------
+
+_STARTUP_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import simulator
+t1 = time.perf_counter()
+from numba.core.dispatcher import Dispatcher
+dispatchers = {}
+for name, mod in list(sys.modules.items()):
+    if name == "simulator" or name.startswith("simulator."):
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, Dispatcher):
+                dispatchers[f"{obj.py_func.__module__}.{obj.__name__}"] = obj
+compiled_at_import = sorted(n for n, d in dispatchers.items() if d.signatures)
+t2 = time.perf_counter()
+simulator.warmup()
+t3 = time.perf_counter()
+sigs = {n: len(d.signatures) for n, d in dispatchers.items()}
+print(json.dumps({"import_s": t1 - t0, "warmup_s": t3 - t2, "dispatchers": len(dispatchers),
+                  "compiled_at_import": compiled_at_import,
+                  "signatures_after_warmup": sum(sigs.values()),
+                  "max_signatures": max(sigs.values()) if sigs else 0}))
+"""
+
+
+def measure_startup(warm_repeats: int = 3) -> dict:
+    """Cold: a fresh NUMBA_CACHE_DIR (every kernel compiles). Warm: the same folder again."""
+    with tempfile.TemporaryDirectory(prefix="gfl-numba-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1")
+
+        def probe():
+            proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=600, check=True)
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        cold = probe()
+        warm = [probe() for _ in range(warm_repeats)]
+    return {"cold": cold, "warm_warmup_s": statistics.median(w["warmup_s"] for w in warm),
+            "warm_import_s": statistics.median(w["import_s"] for w in warm),
+            "warm_compiled_at_import": sorted({n for w in warm for n in w["compiled_at_import"]})}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def machine_info() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+    versions = (f"Python {platform.python_version()}, numpy {np.__version__}, "
+                f"numba {numba.__version__}")
+    if torch is not None:
+        versions += f", torch {torch.__version__}"
+    return [f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; "
+            f"{platform.system()} {platform.release()}",
+            f"- {versions}",
+            f"- OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; PyTorch default "
+            f"threads: {DEFAULT_TORCH_THREADS if torch is not None else 'n/a'}"]
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, args,
+           elapsed: float) -> str:
+    lines = [SECTION, ""]
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines += [f"Measured {date} in {elapsed:.0f} s with", "",
+              "```", "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/core.py"
+              + (" " + " ".join(args.argv) if args.argv else ""), "```", ""]
+    lines += machine_info()
+    load0, load1 = args.load_before, os.getloadavg()[0]
+    lines += [f"- 1-minute load average {load0:.1f} before, {load1:.1f} after "
+              f"(other jobs share this machine; {os.cpu_count()} CPUs)", ""]
+    lines += [
+        "One step = load batch, forward, loss, backward, per-layer statistics, SGD update;",
+        f"float32, hidden layers cycling {'/'.join(CYCLE)}, glorot-uniform init, softmax "
+        f"cross-entropy, {INPUT_DIM} Gaussian inputs, {CLASSES} random classes, lr {LR}.",
+        "`core run` is `Simulation.run(n, snapshot=False)` (the app's path, history included,",
+        "no held-out set); `core raw` calls `kernels.train_steps` directly, 64 steps per call.",
+        "numpy is bench/numpy_net.py; torch is autograd + `retain_grad()` + `optim.SGD`, with the",
+        "same statistics kept as tensors and read once per step.",
+        f"{args.rounds} interleaved rounds of about {args.seconds:g} s per implementation after "
+        "a warm-up; steps/s are medians (min-max in brackets), ratios are medians of the",
+        "per-round ratios. A target is judged on `core run` and must hold against PyTorch",
+        "with 1 thread **and** with its default thread count.", ""]
+    head = "| network | core run | core raw | numpy |"
+    sep = "|---|---:|---:|---:|"
+    if torch is not None:
+        head += " torch 1 thread | torch default |"
+        sep += "---:|---:|"
+    lines += ["Steps per second:", "", head, sep]
+    for cfg, r in results.items():
+        row = f"| {cfg.label} |"
+        for name in r["median"]:
+            lo, hi = r["spread"][name]
+            row += f" {_fmt_rate(r['median'][name])} ({_fmt_rate(lo)}-{_fmt_rate(hi)}) |"
+        lines.append(row)
+    lines += ["", "Ratios (core run; core raw in brackets) against the targets:", "",
+              "| network | target | vs numpy | vs torch 1 thread | vs torch default | result |",
+              "|---|---|---:|---:|---:|---|"]
+    verdicts = []
+    for cfg, r in results.items():
+        ra = r["ratios"]
+
+        def cell(other, ra=ra):
+            if ("core run", other) not in ra:
+                return "n/a"
+            return f"{ra[('core run', other)]:.2f}x ({ra[('core raw', other)]:.2f}x)"
+
+        target = f">= {cfg.vs_torch:g}x torch"
+        checks = []
+        if torch is not None:
+            checks += [ra[("core run", t)] >= cfg.vs_torch
+                       for t in ("torch 1 thread", "torch default")]
+        if cfg.vs_numpy is not None:
+            target += f", >= {cfg.vs_numpy:g}x numpy"
+            checks.append(ra[("core run", "numpy")] >= cfg.vs_numpy)
+        verdict = "PASS" if checks and all(checks) else "FAIL"
+        if torch is None:
+            verdict += " (no torch)"
+        verdicts.append(verdict)
+        lines.append(f"| {cfg.label} | {target} | {cell('numpy')} | {cell('torch 1 thread')} | "
+                     f"{cell('torch default')} | **{verdict}** |")
+    lines += ["", "Sanity, first step (relative differences to the core; loss of the first "
+              "batch, then the largest over all per-layer statistics after one step):", "",
+              "| network | core loss | numpy loss | torch loss | numpy stats | torch stats | ok |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for cfg, s in sanity.items():
+        tl = f"{s['torch_loss']:.6f} ({s['torch_loss_rel']:.1e})" if "torch_loss" in s else "n/a"
+        ts = f"{s['torch_stats_rel']:.1e}" if "torch_stats_rel" in s else "n/a"
+        lines.append(f"| {cfg.label} | {s['core_loss']:.6f} | {s['numpy_loss']:.6f} "
+                     f"({s['numpy_loss_rel']:.1e}) | {tl} | {s['numpy_stats_rel']:.1e} | {ts} | "
+                     f"{'yes' if s['ok'] else 'NO'} |")
+    if profiles:
+        lines += ["", "Where the core's time goes (µs per step; each phase timed alone on the "
+                  "same buffers):", "",
+                  "| network | Simulation.run | train_steps | forward | loss | backward | "
+                  "update + weight stats | Python side of run |", "|---|" + "---:|" * 7]
+        for cfg, p in profiles.items():
+            ph = list(p["phases"].values())
+            lines.append(f"| {cfg.label} | {p['run_total_us']:.0f} | {p['raw_total_us']:.0f} | "
+                         + " | ".join(f"{v:.0f}" for v in ph)
+                         + f" | {p['run_total_us'] - p['raw_total_us']:.0f} |")
+        lines += ["", "One hidden layer's parts (µs per call; `phi` = act_forward, `phi'` = "
+                  "act_backward, `whole forward_layer` = dense + phi + unit statistics):", ""]
+        names = list(next(iter(profiles.values()))["layer_parts"])
+        lines += ["| network | elements | " + " | ".join(names) + " |",
+                  "|---|---:|" + "---:|" * len(names)]
+        for cfg, p in profiles.items():
+            lines.append(f"| {cfg.label} | {p['elements_per_layer']} | "
+                         + " | ".join(f"{p['layer_parts'][n]:.1f}" for n in names) + " |")
+    if startup is not None:
+        cold = startup["cold"]
+        clean = not cold["compiled_at_import"] and not startup["warm_compiled_at_import"]
+        lines += ["", "Startup (fresh subprocesses, `NUMBA_CACHE_DIR` set to a new empty folder "
+                  "for the cold run, then reused):", "",
+                  f"- `import simulator` compiles nothing: **{'yes' if clean else 'NO'}** "
+                  f"({cold['dispatchers']} numba dispatchers, "
+                  f"{len(cold['compiled_at_import'])} with signatures after import"
+                  + (": " + ", ".join(cold["compiled_at_import"]) if cold["compiled_at_import"]
+                     else "") + ")",
+                  f"- `import simulator`: {cold['import_s'] * 1e3:.0f} ms cold, "
+                  f"{startup['warm_import_s'] * 1e3:.0f} ms warm",
+                  f"- `simulator.warmup()`: **{cold['warmup_s']:.1f} s cold** (compiles every "
+                  f"kernel), **{startup['warm_warmup_s']:.2f} s warm** (loads numba's cache); "
+                  f"{cold['signatures_after_warmup']} signatures over {cold['dispatchers']} "
+                  f"kernels, at most {cold['max_signatures']} per kernel"]
+    lines.append("")
+    return "\n".join(lines), verdicts
+
+
+def write_doc(section: str, path: Path) -> None:
+    """Replace this benchmark's section of the file, keeping every other section."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    if start is None:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        new = text + ("\n" if text.strip() else "") + section
+    else:
+        end = next((i for i in range(start + 1, len(lines))
+                    if lines[i].startswith("## ") or lines[i].startswith("# ")), len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new, encoding="utf-8")
+
+
+DEFAULT_TORCH_THREADS = torch.get_num_threads() if torch is not None else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--seconds", type=float, default=0.3,
+                        help="time per implementation per round (default 0.3 s)")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 0.1 s, no startup")
+    parser.add_argument("--config", action="append", default=None, metavar="DxW",
+                        help="only this configuration (e.g. 30x32); repeatable")
+    parser.add_argument("--no-startup", action="store_true", help="skip the cold/warm warmup")
+    parser.add_argument("--no-profile", action="store_true", help="skip the core's breakdown")
+    parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.name}")
+    parser.add_argument("--doc", type=Path, default=DOC, help="where to write the results")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        args.rounds, args.seconds, args.no_startup = 3, 0.1, True
+    configs = CONFIGS
+    if args.config:
+        configs = tuple(c for c in CONFIGS if f"{c.depth}x{c.width}" in args.config)
+        if not configs:
+            parser.error(f"no configuration among {args.config}")
+    t_start = time.perf_counter()
+    args.load_before = os.getloadavg()[0]
+    startup = None if args.no_startup else measure_startup()
+    simulator.warmup()
+    X, y = make_data()
+    results, sanity, profiles = {}, {}, {}
+    for cfg in configs:
+        print(f"{cfg.label}: checking the first step ...", flush=True)
+        sanity[cfg] = check_first_step(cfg, X, y)
+        print(f"  {sanity[cfg]}", flush=True)
+        print(f"{cfg.label}: timing {args.rounds} rounds ...", flush=True)
+        results[cfg] = bench_config(cfg, args.rounds, args.seconds, X, y)
+        for name, rate in results[cfg]["median"].items():
+            print(f"  {name:15s} {rate:10.0f} steps/s", flush=True)
+        if not args.no_profile:
+            profiles[cfg] = profile_core(cfg, X, y)
+    text, verdicts = render(results, sanity, profiles, startup, args,
+                            time.perf_counter() - t_start)
+    print()
+    print(text)
+    if not args.no_doc:
+        write_doc(text, args.doc)
+        print(f"wrote {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,794 @@
+"""The Gradient Flow Lab main window, and ``main()`` that starts the app.
+
+The window shows itself at once; the kernels compile (or load from numba's
+cache) in the background while the status bar says so. The network canvas is the
+central widget, every other panel is a dock whose place the window remembers.
+All playback shortcuts are window-level actions, so they work wherever the
+focus is, except inside a text field, which keeps its own keys (Qt lets a line
+edit claim Space, R and the arrows before a shortcut sees them).
+
+Environment knobs, for tests and scripts only:
+  GFL_SETTINGS=path.ini      keep the settings in that file instead of the user's
+  GFL_QUIT_AFTER_MS=3000     close the window that long after start (once the
+                             simulation is built or has failed)
+  GFL_SCREENSHOT=path.png    save a picture of the window just before quitting
+"""
+
+from __future__ import annotations
+
+import os
+
+# numpy reads this when it is first imported: one BLAS thread, because the
+# kernels parallelize themselves and oversubscription makes both slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.data import DataSpec  # noqa: E402
+from simulator.experiment import (  # noqa: E402
+    Experiment,
+    ExperimentError,
+    TrainSpec,
+    list_presets,
+    load_experiment,
+    load_preset,
+    save_experiment,
+)
+from simulator.spec import uniform_spec  # noqa: E402
+
+from .commands import Editor  # noqa: E402
+from .controller import SimulationController  # noqa: E402
+from .views.controls import ControlsPanel  # noqa: E402
+
+APP_NAME = "Gradient Flow Lab"
+ORG_NAME = "GradientFlowLab"
+DEFAULT_PRESET = "deep_sigmoid"
+EXPERIMENT_FILTER = "Experiments (*.json);;All files (*)"
+STATUS_MESSAGE_MS = 10_000
+
+KEY_GEOMETRY = "window/geometry"
+KEY_STATE = "window/state"
+KEY_LAST_PATH = "experiment/last_path"
+KEY_LAST_DIR = "experiment/last_dir"
+
+# (object name, title, module in ui.views, class, dock area)
+_LEFT = Qt.DockWidgetArea.LeftDockWidgetArea
+_RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
+_BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
+DOCKS = (
+    ("dock_flow", "Gradient flow", "flow", "GradientFlowView", _RIGHT),
+    ("dock_diagnosis", "Diagnosis", "diagnosis", "DiagnosisPanel", _RIGHT),
+    ("dock_inspector", "Layer inspector", "inspector", "LayerInspector", _RIGHT),
+    ("dock_loss", "Loss && accuracy", "loss", "LossView", _BOTTOM),  # "&&" shows as "&"
+    ("dock_history", "Gradient history", "history", "GradientHistoryView", _BOTTOM),
+    ("dock_boundary", "Decision boundary", "boundary", "DecisionBoundaryView", _BOTTOM),
+)
+
+
+def _load_view(module: str, cls: str, controller) -> QWidget:
+    """Build ``ui.views.<module>.<cls>(controller)``. A panel whose module is not part
+    of this installation becomes a note instead of taking the whole app down; any
+    other error is a bug and propagates."""
+    name = f"ui.views.{module}"
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        note = QLabel(f"This panel ({name}) is not available in this build.")
+        note.setObjectName(f"missing_{module}")
+        note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        note.setWordWrap(True)
+        return note
+    return getattr(mod, cls)(controller)
+
+
+class Banner(QFrame):
+    """A message across the top of the canvas that does not block anything:
+    divergence reports, refused values, files that would not open."""
+
+    STYLES = {
+        "error": "background: #fde2e1; color: #611a15; border: 1px solid #e0a5a1;",
+        "diverged": "background: #fff1cc; color: #5c4300; border: 1px solid #e5c66b;",
+        "info": "background: #e3effd; color: #0c3563; border: 1px solid #a9c6ea;",
+    }
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.kind = ""
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setObjectName("banner_text")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.label, 1)
+        self.close_button = QToolButton()
+        self.close_button.setObjectName("banner_close")
+        self.close_button.setText("✕")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.clicked.connect(self.dismiss)
+        row.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    @property
+    def text(self) -> str:
+        return self.label.text()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        self.kind = kind
+        self.setStyleSheet(f"#banner {{ {self.STYLES.get(kind, self.STYLES['info'])} "
+                           "border-radius: 4px; } #banner QLabel { border: none; }")
+        self.label.setText(text)
+        self.show()
+
+    def dismiss(self) -> None:
+        self.kind = ""
+        self.hide()
+
+
+class HelpWindow(QWidget):
+    """The glossary: one topic per entry, each shown as rich text. Not modal."""
+
+    def __init__(self, topics: dict, parent=None):
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setObjectName("help_window")
+        self.setWindowTitle(f"{APP_NAME} — Help")
+        self.resize(860, 560)
+        self.topics = topics
+        split = QSplitter(self)
+        self.list = QListWidget()
+        self.list.setObjectName("help_topics")
+        self.browser = QTextBrowser()
+        self.browser.setObjectName("help_text")
+        self.browser.setOpenExternalLinks(True)
+        for key, topic in topics.items():
+            item = QListWidgetItem(topic.title)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            self.list.addItem(item)
+        split.addWidget(self.list)
+        split.addWidget(self.browser)
+        split.setStretchFactor(1, 1)
+        split.setSizes([240, 620])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+        self.list.currentItemChanged.connect(self._on_topic_changed)
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    @property
+    def current_topic(self) -> str:
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item else ""
+
+    def show_topic(self, key: str) -> bool:
+        for row in range(self.list.count()):
+            if self.list.item(row).data(Qt.ItemDataRole.UserRole) == key:
+                self.list.setCurrentRow(row)
+                return True
+        return False
+
+    def _on_topic_changed(self, item, _previous) -> None:
+        if item is None:
+            return
+        topic = self.topics[item.data(Qt.ItemDataRole.UserRole)]
+        self.browser.setHtml(f"<h2>{topic.title}</h2>{topic.text}")
+
+
+def _glossary_topics() -> dict:
+    try:
+        from simulator.glossary import TOPICS
+    except ImportError:
+        return {}
+    return dict(TOPICS)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: SimulationController, editor: Editor, settings: QSettings,
+                 *, path: str | None = None, experiment: Experiment | None = None,
+                 parent=None):
+        super().__init__(parent)
+        self.setObjectName("main_window")
+        self.controller = controller
+        self.editor = editor
+        self.settings = settings
+        self.current_path: str | None = None
+        if experiment is None and controller.is_ready:
+            experiment = controller.sim.experiment
+        self._name = experiment.name if experiment is not None else ""
+        self._pending_open: tuple[Experiment, str | None] | None = None
+        self.help_window: HelpWindow | None = None
+        self.setDockNestingEnabled(True)
+        self.resize(1500, 940)
+
+        self._build_actions()
+        self._build_central()
+        self._build_docks()
+        self._build_menus()
+        self._build_status_bar()
+        self._default_state = self.saveState()
+        self._restore_settings()
+        self.set_experiment_path(path)
+        self._update_title()
+        self._connect()
+        self._set_sim_actions_enabled(controller.is_ready)
+
+    # -- construction ---------------------------------------------------------------------
+    def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcuts:
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts live on the window, whatever has the focus
+        return action
+
+    def _build_actions(self) -> None:
+        c = self.controller
+        self.action_open = self._action("action_open", "&Open…", self.open_dialog,
+                                        [QKeySequence.StandardKey.Open])
+        self.action_save = self._action("action_save", "&Save", self.save,
+                                        [QKeySequence.StandardKey.Save])
+        self.action_save_as = self._action("action_save_as", "Save &As…", self.save_as_dialog,
+                                           ["Ctrl+Shift+S"])
+        self.action_export = QAction("&Export animation…", self)
+        self.action_export.setObjectName("action_export")
+        self.action_export.setEnabled(False)
+        self.action_quit = self._action("action_quit", "&Quit", self.close, ["Ctrl+Q"])
+
+        self.action_undo = c.undo_stack.createUndoAction(self, "&Undo")
+        self.action_undo.setObjectName("action_undo")
+        self.action_undo.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.action_redo = c.undo_stack.createRedoAction(self, "&Redo")
+        self.action_redo.setObjectName("action_redo")
+        self.action_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addAction(self.action_undo)
+        self.addAction(self.action_redo)
+
+        self.action_reset = self._action(
+            "action_reset", "Reset", c.reset, ["R"],
+            "Fresh weights, step 0 (R)")
+        self.action_micro = self._action(
+            "action_micro", "Micro-step", c.micro_step, ["Shift+Right"],
+            "One forward or backward layer at a time (Shift+Right)")
+        self.action_step = self._action(
+            "action_step", "Step", c.step, ["Right"],
+            "One whole training iteration (Right)")
+        self.action_play = self._action(
+            "action_play", "Play", c.toggle_play, ["Space"],
+            "Train continuously; press again to pause (Space)")
+        self.playback_actions = {"reset": self.action_reset, "micro": self.action_micro,
+                                 "step": self.action_step, "play": self.action_play}
+
+    def _build_central(self) -> None:
+        self.banner = Banner()
+        self.canvas = _load_view("canvas", "NetworkCanvas", self.controller)
+        central = QWidget()
+        central.setObjectName("central")
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(4, 4, 4, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        self.docks: dict[str, QDockWidget] = {}
+        self.views: dict[str, QWidget] = {}
+        self.controls = ControlsPanel(self.controller, self.editor, self.playback_actions)
+        self.controls.setObjectName("controls")
+        self._add_dock("dock_controls", "Controls", self.controls, _LEFT)
+        for name, title, module, cls, area in DOCKS:
+            view = _load_view(module, cls, self.controller)
+            self.views[module] = view
+            self._add_dock(name, title, view, area)
+        d = self.docks
+        # right column: flow on top, diagnosis and inspector tabbed below it;
+        # bottom row: loss | history | boundary
+        self.splitDockWidget(d["dock_flow"], d["dock_diagnosis"], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(d["dock_diagnosis"], d["dock_inspector"])
+        d["dock_diagnosis"].raise_()
+        self.splitDockWidget(d["dock_loss"], d["dock_history"], Qt.Orientation.Horizontal)
+        self.splitDockWidget(d["dock_history"], d["dock_boundary"], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["dock_controls"]], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["dock_flow"]], [430], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["dock_loss"]], [260], Qt.Orientation.Vertical)
+        self.diagnosis = self.views.get("diagnosis")
+
+    def _add_dock(self, name: str, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        self.docks[name] = dock
+        return dock
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.setObjectName("menu_file")
+        self.menu_presets = file.addMenu("&New from preset")
+        self.menu_presets.setObjectName("menu_presets")
+        self.menu_presets.aboutToShow.connect(self._fill_presets_menu)
+        self._fill_presets_menu()
+        file.addAction(self.action_open)
+        file.addSeparator()
+        file.addAction(self.action_save)
+        file.addAction(self.action_save_as)
+        file.addSeparator()
+        file.addAction(self.action_export)
+        file.addSeparator()
+        file.addAction(self.action_quit)
+
+        edit = bar.addMenu("&Edit")
+        edit.setObjectName("menu_edit")
+        edit.addAction(self.action_undo)
+        edit.addAction(self.action_redo)
+
+        run = bar.addMenu("&Run")
+        run.setObjectName("menu_run")
+        for action in self.playback_actions.values():
+            run.addAction(action)
+
+        view = bar.addMenu("&View")
+        view.setObjectName("menu_view")
+        self.dock_actions = {}
+        for name, dock in self.docks.items():
+            toggle = dock.toggleViewAction()
+            toggle.setObjectName(f"toggle_{name}")
+            self.dock_actions[name] = toggle
+            view.addAction(toggle)
+        view.addSeparator()
+        self.action_reset_layout = QAction("Reset layout", self)
+        self.action_reset_layout.setObjectName("action_reset_layout")
+        self.action_reset_layout.triggered.connect(self.reset_layout)
+        view.addAction(self.action_reset_layout)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.setObjectName("menu_help")
+        self.topics = _glossary_topics()
+        self.action_help = self._action("action_help", "&Help topics", lambda: self.show_help(),
+                                        [QKeySequence.StandardKey.HelpContents])
+        self.action_help.setEnabled(bool(self.topics))
+        help_menu.addAction(self.action_help)
+        self.action_about = QAction("&About", self)
+        self.action_about.setObjectName("action_about")
+        self.action_about.triggered.connect(self.show_about)
+        help_menu.addAction(self.action_about)
+
+    def _fill_presets_menu(self) -> None:
+        self.menu_presets.clear()
+        presets = list_presets()
+        for key, name, description in presets:
+            action = self.menu_presets.addAction(name)
+            action.setObjectName(f"preset_{key}")
+            action.setData(key)
+            action.setToolTip(description)
+            action.setStatusTip(description.split("\n")[0][:160])
+            action.triggered.connect(lambda _checked=False, k=key: self.open_preset(k))
+        if not presets:
+            empty = self.menu_presets.addAction("(no presets found)")
+            empty.setEnabled(False)
+        self.menu_presets.setToolTipsVisible(True)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status = {}
+        for key, tip in (("step", "Completed training iterations"),
+                         ("phase", "What the last micro-step computed"),
+                         ("loss", "Training loss of the last batch"),
+                         ("accuracy", "Accuracy on the held-out points"),
+                         ("rate", "Training iterations per second")):
+            label = QLabel()
+            label.setObjectName(f"status_{key}")
+            label.setToolTip(tip)
+            label.setMinimumWidth(70)
+            bar.addPermanentWidget(label)
+            self.status[key] = label
+        self.compiling_label = QLabel("Compiling kernels…")
+        self.compiling_label.setObjectName("status_compiling")
+        self.compiling_bar = QProgressBar()
+        self.compiling_bar.setObjectName("compiling_bar")
+        self.compiling_bar.setRange(0, 0)  # busy: no known end
+        self.compiling_bar.setMaximumWidth(120)
+        self.compiling_bar.setMaximumHeight(14)
+        self.compiling_bar.setTextVisible(False)
+        bar.addWidget(self.compiling_label)
+        bar.addWidget(self.compiling_bar)
+        self._on_compiling_changed(False)
+        self.status["step"].setText("Step —")
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.snapshot_changed.connect(self._on_snapshot_changed)
+        c.experiment_changed.connect(self._on_experiment_changed)
+        c.running_changed.connect(self._on_running_changed)
+        c.compiling_changed.connect(self._on_compiling_changed)
+        c.rate_changed.connect(self._on_rate_changed)
+        c.diverged.connect(self._on_diverged)
+        c.error.connect(self._on_error)
+        c.ready.connect(self._on_ready)
+        canvas = self.canvas
+        for signal, slot in (("skip_requested", self.editor.add_skip),
+                             ("skip_remove_requested", self.editor.remove_skip),
+                             ("activation_requested", self.editor.set_activation),
+                             ("batchnorm_requested", self.editor.set_batchnorm),
+                             ("width_requested", self.editor.set_width),
+                             ("insert_layer_requested", self.editor.insert_layer),
+                             ("delete_layer_requested", self.editor.delete_layer)):
+            if hasattr(canvas, signal):
+                getattr(canvas, signal).connect(slot)
+        if hasattr(self.diagnosis, "remedy_requested"):
+            self.diagnosis.remedy_requested.connect(self.editor.apply_remedy)
+        if hasattr(self.diagnosis, "help_requested"):
+            self.diagnosis.help_requested.connect(self.show_help)
+
+    # -- settings --------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value(KEY_GEOMETRY)
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        state = self.settings.value(KEY_STATE)
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        self.settings.setValue(KEY_GEOMETRY, self.saveGeometry())
+        self.settings.setValue(KEY_STATE, self.saveState())
+        if self.current_path:
+            self.settings.setValue(KEY_LAST_PATH, self.current_path)
+        else:
+            self.settings.remove(KEY_LAST_PATH)
+        self.settings.sync()
+
+    def reset_layout(self) -> None:
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state)
+        for dock in self.docks.values():
+            dock.show()
+
+    # -- controller -> window ------------------------------------------------------------------
+    def _on_ready(self) -> None:
+        self._set_sim_actions_enabled(True)
+        if self._pending_open is not None:
+            experiment, path = self._pending_open
+            self._pending_open = None
+            self._open(experiment, path)
+
+    def _set_sim_actions_enabled(self, on: bool) -> None:
+        for action in (*self.playback_actions.values(), self.action_save, self.action_save_as):
+            action.setEnabled(on)
+
+    def _on_compiling_changed(self, compiling: bool) -> None:
+        self.compiling_label.setVisible(compiling)
+        self.compiling_bar.setVisible(compiling)
+        if compiling:
+            self.status["phase"].setText("starting…")
+
+    def _on_snapshot_changed(self, snap) -> None:
+        s = self.status
+        s["step"].setText(f"Step {snap.step}")
+        phase = snap.phase if not snap.layer else f"{snap.phase} · layer {snap.layer}"
+        s["phase"].setText(phase)
+        s["loss"].setText(f"Loss {_num(snap.loss)}")
+        acc = snap.val_accuracy
+        s["accuracy"].setText("Held-out —" if acc != acc else f"Held-out {acc:.1%}")
+        if snap.divergence is None and self.banner.kind == "diverged":
+            self.banner.dismiss()
+
+    def _on_rate_changed(self, rate: float) -> None:
+        if not self.controller.is_playing:
+            return
+        self.status["rate"].setText(f"{rate:,.0f} steps/s" if rate >= 10 else
+                                    f"{rate:.1f} steps/s")
+
+    def _on_running_changed(self, running: bool) -> None:
+        self.action_play.setText("Pause" if running else "Play")
+        if not running:
+            self.status["rate"].setText("")
+
+    def _on_experiment_changed(self, experiment) -> None:
+        self._name = experiment.name
+        self._update_title()
+
+    def _on_diverged(self, report) -> None:
+        self.controller.pause()
+        self.banner.show_message(report.message, "diverged")
+        self.statusBar().showMessage("Training diverged", STATUS_MESSAGE_MS)
+
+    def _on_error(self, message: str) -> None:
+        self.show_message(message)
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        """A message the user should read, without stopping anything."""
+        self.banner.show_message(text, kind)
+        self.statusBar().showMessage(text.splitlines()[0] if text else "", STATUS_MESSAGE_MS)
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{APP_NAME} — {self._name}" if self._name else APP_NAME)
+
+    # -- files ---------------------------------------------------------------------------------
+    def set_experiment_path(self, path: str | None) -> None:
+        self.current_path = str(path) if path else None
+        if self.current_path:
+            self.settings.setValue(KEY_LAST_PATH, self.current_path)
+            self.settings.setValue(KEY_LAST_DIR, str(Path(self.current_path).parent))
+
+    def _dialog_dir(self) -> str:
+        if self.current_path:
+            return str(Path(self.current_path).parent)
+        return str(self.settings.value(KEY_LAST_DIR, "") or "")
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open experiment", self._dialog_dir(),
+                                              EXPERIMENT_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> bool:
+        try:
+            experiment = load_experiment(path)
+        except ExperimentError as e:
+            self.show_message(f"Could not open the experiment. {e}")
+            return False
+        return self._open(experiment, path)
+
+    def open_preset(self, key: str) -> bool:
+        try:
+            experiment = load_preset(key)
+        except ExperimentError as e:
+            self.show_message(f"Could not load the preset. {e}")
+            return False
+        return self._open(experiment, None)
+
+    def _open(self, experiment: Experiment, path: str | None) -> bool:
+        if not self.controller.is_ready:
+            # still compiling: open it as soon as the simulation exists
+            self._pending_open = (experiment, path)
+            self._name = experiment.name
+            self._update_title()
+            return True
+        if not self.controller.open_experiment(experiment):
+            return False
+        self.set_experiment_path(path)
+        self.banner.dismiss()
+        self._name = experiment.name
+        self._update_title()
+        self.statusBar().showMessage(f"Opened “{experiment.name}”", STATUS_MESSAGE_MS)
+        return True
+
+    def save(self) -> bool:
+        if not self.current_path:
+            return self.save_as_dialog()
+        return self.save_to(self.current_path)
+
+    def save_as_dialog(self) -> bool:
+        if not self.controller.is_ready:
+            return False
+        start = self.current_path or str(Path(self._dialog_dir()) / f"{_slug(self._name)}.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save experiment", start, EXPERIMENT_FILTER)
+        if not path:
+            return False
+        if not Path(path).suffix:
+            path += ".json"
+        return self.save_to(path)
+
+    def save_to(self, path: str) -> bool:
+        if not self.controller.is_ready:
+            return False
+        with self.controller.locked() as sim:
+            experiment = sim.experiment
+        try:
+            save_experiment(experiment, path)
+        except ExperimentError as e:
+            self.show_message(f"Could not save. {e}")
+            return False
+        self.set_experiment_path(path)
+        self.statusBar().showMessage(f"Saved to {path}", STATUS_MESSAGE_MS)
+        return True
+
+    # -- help ------------------------------------------------------------------------------------
+    def show_help(self, topic_key: str | None = None) -> HelpWindow | None:
+        """Open the help window (at ``topic_key`` when given). Returns it, or None when
+        this build has no glossary."""
+        if not self.topics:
+            self.show_message("Help is not available in this build.", "info")
+            return None
+        if self.help_window is None:
+            self.help_window = HelpWindow(self.topics, self)
+        if topic_key:
+            self.help_window.show_topic(topic_key)
+        self.help_window.show()
+        self.help_window.raise_()
+        self.help_window.activateWindow()
+        return self.help_window
+
+    def show_about(self) -> QMessageBox:
+        box = QMessageBox(self)
+        box.setObjectName("about_box")
+        box.setWindowTitle(f"About {APP_NAME}")
+        box.setIcon(QMessageBox.Icon.Information)
+        box.setText(f"<b>{APP_NAME}</b>")
+        box.setInformativeText(
+            "A small laboratory for one of deep learning's oldest troubles: the error signal "
+            "fading (or blowing up) on its way back through many layers. Step through "
+            "backpropagation one layer at a time, see where the signal dies, then try a fix — "
+            "a skip link, another activation, batch norm, a better initialization — and watch "
+            "the flow come back in the same run.")
+        box.setStandardButtons(QMessageBox.StandardButton.Close)
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+        return box
+
+    # -- closing -----------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        self.save_settings()
+        self.controller.shutdown()
+        if self.help_window is not None:
+            self.help_window.close()
+        super().closeEvent(event)
+
+
+# -- start-up ------------------------------------------------------------------------------------
+def fallback_experiment() -> Experiment:
+    """The experiment to show when no preset can be found: a deep sigmoid stack whose
+    lower layers hardly learn."""
+    return Experiment(
+        name="Deep sigmoid network",
+        description="Ten sigmoid layers with the old uniform initialization: the error "
+                    "signal shrinks at every layer on its way down.",
+        network=uniform_spec(2, 2, depth=10, width=16, activation="sigmoid",
+                             init="uniform_fanin"),
+        data=DataSpec(kind="spiral", n_samples=400, noise=0.05),
+        training=TrainSpec(optimizer="sgd", lr=0.1, batch_size=32),
+        seed=0)
+
+
+def choose_experiment(file: str | None, settings: QSettings
+                      ) -> tuple[Experiment, str | None, str | None]:
+    """(experiment, its path or None, a problem to tell the user or None).
+
+    FILE from the command line first; else the last experiment if it still loads;
+    else the preset "deep_sigmoid", the first preset, or a built-in one."""
+    problem = None
+    if file:
+        try:
+            return load_experiment(file), str(Path(file).resolve()), None
+        except ExperimentError as e:
+            problem = f"Could not open the experiment. {e}"
+    else:
+        last = settings.value(KEY_LAST_PATH)
+        if isinstance(last, str) and last:
+            try:
+                return load_experiment(last), last, None
+            except ExperimentError:
+                settings.remove(KEY_LAST_PATH)  # moved or broken: start from a preset
+    keys = [key for key, _name, _desc in list_presets()]
+    for key in ([DEFAULT_PRESET] if DEFAULT_PRESET in keys else []) + keys[:1]:
+        try:
+            return load_preset(key), None, problem
+        except ExperimentError:
+            continue
+    return fallback_experiment(), None, problem
+
+
+def open_settings() -> QSettings:
+    path = os.environ.get("GFL_SETTINGS")
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings(ORG_NAME, APP_NAME)
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog="main.py", description="Open the Gradient Flow Lab.")
+    parser.add_argument("file", nargs="?", help="an experiment (.json) to open")
+    return parser.parse_args(argv)
+
+
+def _quit_when_done(app: QApplication, window: MainWindow, controller, delay_ms: int,
+                    screenshot: str | None) -> None:
+    """Close the window ``delay_ms`` after start, but not while the simulation is still
+    being built, so a test run exercises the whole start-up."""
+    state = {"due": False, "done": False, "failed": False}
+
+    def finish():
+        if state["done"] or not state["due"]:
+            return
+        if not (controller.is_ready or state["failed"]):
+            return
+        state["done"] = True
+        if screenshot:
+            app.processEvents()
+            window.grab().save(screenshot)
+        window.close()
+        app.quit()
+
+    def due():
+        state["due"] = True
+        finish()
+
+    def failed(_message):
+        if not controller.is_ready:
+            state["failed"] = True
+            finish()
+
+    controller.ready.connect(lambda: QTimer.singleShot(200, finish))
+    controller.error.connect(failed)
+    QTimer.singleShot(delay_ms, due)
+
+
+def main(argv=None) -> int:
+    """``python main.py [FILE.json]``: open the window. argv excludes the program name."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    args = _parse_args(sys.argv[1:] if argv is None else list(argv))
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "gfl"])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(ORG_NAME)
+    settings = open_settings()
+    experiment, path, problem = choose_experiment(args.file, settings)
+    controller = SimulationController(experiment, build_now=False)
+    editor = Editor(controller)
+    window = MainWindow(controller, editor, settings, path=path, experiment=experiment)
+    window.show()
+    if problem:
+        window.show_message(problem)
+    QTimer.singleShot(0, controller.build_in_background)
+    quit_after = os.environ.get("GFL_QUIT_AFTER_MS")
+    if quit_after:
+        _quit_when_done(app, window, controller, int(quit_after),
+                        os.environ.get("GFL_SCREENSHOT") or None)
+    return app.exec()
+
+
+def _num(x: float) -> str:
+    if x != x:
+        return "—"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.4g}"
+    return f"{x:.2e}"
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+    return slug or "experiment"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""The one owner of the Simulation in the app: clock, worker thread, undo stack, signals.
+
+Views take the controller in their constructor, connect to its signals and
+render the ``Snapshot`` they are handed; they never change the simulation
+themselves. Every user edit goes through ``push_edit`` as an undoable command.
+
+Threads: stepping, micro-stepping and animated play run on the GUI thread in
+short slices (one tick is one micro-step or one iteration). Fast
+mode trains in a worker thread (the kernels release the GIL) and the GUI
+picks up the newest snapshot at ``FAST_FPS``. A lock guards the Simulation;
+the worker holds it only for one short chunk at a time, so an edit waits at
+most a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoStack
+
+from simulator.experiment import Experiment
+from simulator.simulation import Simulation
+
+FAST_CHUNK_SECONDS = 0.02  # worker: training time per lock hold
+FAST_FPS = 30
+# play speeds: name -> (iterations per second, or None for fast mode); "micro" animates
+# every forward/backward layer at MICRO_RATE micro-steps per second.
+SPEEDS = {"slow": 2.0, "normal": 10.0, "quick": 60.0, "fast": None}
+MICRO_RATE = 12.0
+
+
+class SimulationController(QObject):
+    snapshot_changed = Signal(object)  # Snapshot
+    structure_changed = Signal(object)  # NetworkSpec, after an edit changed the network
+    experiment_changed = Signal(object)  # Experiment, after any settings change
+    diverged = Signal(object)  # DivergenceReport
+    running_changed = Signal(bool)
+    compiling_changed = Signal(bool)  # kernels are being compiled / loaded
+    ready = Signal()  # the simulation exists (after the first compile)
+    selection_changed = Signal(int)  # selected layer 1..L+1, 0 for none
+    rate_changed = Signal(float)  # measured training iterations per second
+    error = Signal(str)  # a message for the user (bad file, bad value, ...)
+    _worker_snapshot = Signal(object)
+
+    def __init__(self, experiment: Experiment, parent=None, build_now: bool = True,
+                 history_capacity: int = 5000):
+        super().__init__(parent)
+        self._experiment0 = experiment
+        self._history_capacity = history_capacity
+        self.sim: Simulation | None = None
+        self.snapshot = None
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(200)
+        self._lock = threading.RLock()
+        self._selected = 0
+        self._speed = "normal"
+        self._micro = False  # animate micro-steps while playing
+        self._playing = False
+        self._clock = QTimer(self)
+        self._clock.setSingleShot(True)  # re-armed after each tick: ticks never pile up
+        self._clock.timeout.connect(self._on_tick)
+        self._worker: threading.Thread | None = None
+        self._worker_stop = threading.Event()
+        self._worker_snapshot.connect(self._on_worker_snapshot)
+        self._rate_t0 = time.perf_counter()
+        self._rate_steps = 0
+        self._last_step_count = 0
+        self._build_thread = None
+        if build_now:
+            self._build(experiment)
+
+    # -- start-up -----------------------------------------------------------------
+    def _build(self, experiment: Experiment) -> None:
+        sim = Simulation(experiment, history_capacity=self._history_capacity)
+        self._install(sim)
+
+    def _install(self, sim: Simulation) -> None:
+        with self._lock:
+            self.sim = sim
+        self._last_step_count = sim.step_count
+        self.ready.emit()
+        self.structure_changed.emit(sim.spec)
+        self.experiment_changed.emit(sim.experiment)
+        self._publish(sim.snapshot())
+
+    def build_in_background(self) -> None:
+        """Compile the kernels and build the simulation off the GUI thread; the window
+        shows a compiling state meanwhile and ``ready`` fires at the end."""
+        self.compiling_changed.emit(True)
+        done = _Relay(self)
+        done.built.connect(self._on_built)
+        exp = self._experiment0
+
+        def work():
+            try:
+                import simulator
+
+                simulator.warmup()
+                sim = Simulation(exp, history_capacity=self._history_capacity)
+                done.built.emit(sim, "")
+            except Exception as e:  # reported to the user, never lost
+                done.built.emit(None, f"Could not start the simulation: {e}")
+
+        self._build_thread = threading.Thread(target=work, name="warmup", daemon=True)
+        self._build_thread.start()
+
+    def _on_built(self, sim, message: str) -> None:
+        self.compiling_changed.emit(False)
+        if sim is None:
+            self.error.emit(message)
+            return
+        self._install(sim)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.sim is not None
+
+    @contextmanager
+    def locked(self):
+        """Hold the simulation still (the worker pauses between chunks) while reading it."""
+        with self._lock:
+            yield self.sim
+
+    # -- selection ------------------------------------------------------------------
+    @property
+    def selected_layer(self) -> int:
+        return self._selected
+
+    def select_layer(self, k: int) -> None:
+        if k != self._selected:
+            self._selected = int(k)
+            self.selection_changed.emit(self._selected)
+
+    # -- stepping ---------------------------------------------------------------------
+    def _publish(self, snap) -> None:
+        self.snapshot = snap
+        self.snapshot_changed.emit(snap)
+        if snap.divergence is not None:
+            if self._playing:
+                self.pause()
+            self.diverged.emit(snap.divergence)
+        self._count_rate(snap.step)
+
+    def _count_rate(self, step: int) -> None:
+        self._rate_steps += max(0, step - self._last_step_count)
+        self._last_step_count = step
+        now = time.perf_counter()
+        if now - self._rate_t0 >= 0.5:
+            self.rate_changed.emit(self._rate_steps / (now - self._rate_t0))
+            self._rate_t0 = now
+            self._rate_steps = 0
+
+    def micro_step(self) -> None:
+        """One forward or backward layer (or the loss / update)."""
+        if not self.is_ready:
+            return
+        self.pause()
+        with self._lock:
+            snap = self.sim.micro_step()
+        self._publish(snap)
+
+    def step(self) -> None:
+        """Finish the current iteration, or do one whole one."""
+        if not self.is_ready:
+            return
+        self.pause()
+        with self._lock:
+            snap = self.sim.step()
+        self._publish(snap)
+
+    def run_steps(self, n: int) -> None:
+        """n iterations at once on the GUI thread (tests, export)."""
+        if not self.is_ready:
+            return
+        with self._lock:
+            snap = self.sim.run(n)
+        self._publish(snap)
+
+    def reset(self) -> None:
+        if not self.is_ready:
+            return
+        self.pause()
+        with self._lock:
+            snap = self.sim.reset()
+        self.undo_stack.clear()
+        self.structure_changed.emit(self.sim.spec)
+        self._publish(snap)
+
+    # -- play ---------------------------------------------------------------------------
+    @property
+    def is_playing(self) -> bool:
+        return self._playing
+
+    @property
+    def speed(self) -> str:
+        return self._speed
+
+    @property
+    def animate_micro_steps(self) -> bool:
+        return self._micro
+
+    def set_speed(self, speed: str) -> None:
+        if speed not in SPEEDS:
+            raise ValueError(f"speed must be one of {', '.join(SPEEDS)}")
+        was_playing = self._playing
+        if was_playing:
+            self.pause()
+        self._speed = speed
+        if was_playing:
+            self.play()
+
+    def set_animate_micro_steps(self, on: bool) -> None:
+        self._micro = bool(on)
+
+    def toggle_play(self) -> None:
+        if self._playing:
+            self.pause()
+        else:
+            self.play()
+
+    def play(self) -> None:
+        if not self.is_ready or self._playing:
+            return
+        if self.sim.divergence is not None:
+            self.diverged.emit(self.sim.divergence)
+            return
+        self._playing = True
+        self.running_changed.emit(True)
+        if SPEEDS[self._speed] is None and not self._micro:
+            self._start_worker()
+        else:
+            self._clock.start(0)
+
+    def pause(self) -> None:
+        if not self._playing:
+            return
+        self._playing = False
+        self._clock.stop()
+        self._stop_worker()
+        self.running_changed.emit(False)
+
+    def _tick_interval_ms(self) -> int:
+        if self._micro:
+            return int(1000 / MICRO_RATE)
+        return int(1000 / SPEEDS[self._speed]) if SPEEDS[self._speed] else 0
+
+    def _on_tick(self) -> None:
+        if not self._playing:
+            return
+        t0 = time.perf_counter()
+        with self._lock:
+            if self._micro:
+                snap = self.sim.micro_step()
+            else:
+                snap = self.sim.step()
+        self._publish(snap)
+        if self._playing:
+            spent = int((time.perf_counter() - t0) * 1000)
+            self._clock.start(max(0, self._tick_interval_ms() - spent))
+
+    # -- fast mode worker ------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._worker_stop.clear()
+        self._worker = threading.Thread(target=self._worker_loop, name="training", daemon=True)
+        self._worker.start()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker_stop.set()
+            self._worker.join()
+            self._worker = None
+            with self._lock:
+                snap = self.sim.snapshot()
+            self._publish(snap)
+
+    def _worker_loop(self) -> None:
+        n = 1
+        last_emit = 0.0
+        while not self._worker_stop.is_set():
+            with self._lock:
+                sim = self.sim
+                t0 = time.perf_counter()
+                sim.run(n, snapshot=False)
+                dt = time.perf_counter() - t0
+                # size the next chunk so one lock hold lasts about FAST_CHUNK_SECONDS
+                n = max(1, min(10_000, int(n * FAST_CHUNK_SECONDS / max(dt, 1e-6))))
+                now = time.perf_counter()
+                diverged = sim.divergence is not None
+                snap = None
+                if diverged or now - last_emit >= 1.0 / FAST_FPS:
+                    snap = sim.snapshot()
+                    last_emit = now
+            if snap is not None:
+                self._worker_snapshot.emit(snap)  # queued to the GUI thread
+            if diverged:
+                return
+            time.sleep(0)  # let the GUI thread take the lock between chunks
+
+    def _on_worker_snapshot(self, snap) -> None:
+        if self._playing or snap.divergence is not None:
+            self._publish(snap)
+            if snap.divergence is not None and self._worker is not None:
+                self._worker_stop.set()
+                self._worker.join()
+                self._worker = None
+                if self._playing:
+                    self._playing = False
+                    self.running_changed.emit(False)
+
+    # -- edits ------------------------------------------------------------------------------
+    def push_edit(self, command) -> None:
+        """Run an undoable command (see ui.commands); it calls ``apply`` in redo/undo."""
+        if not self.is_ready:
+            return
+        self.undo_stack.push(command)
+
+    def apply(self, edit, *, structural: bool = True) -> bool:
+        """Run ``edit(sim)`` under the lock, then announce the result.
+
+        Returns False (and emits ``error``) if the edit was refused, leaving the
+        simulation as it was."""
+        try:
+            with self._lock:
+                edit(self.sim)
+                snap = self.sim.snapshot()
+        except ValueError as e:  # SpecError, DataError, ExperimentError
+            self.error.emit(str(e))
+            return False
+        if structural:
+            self.structure_changed.emit(self.sim.spec)
+        self.experiment_changed.emit(self.sim.experiment)
+        self._publish(snap)
+        return True
+
+    def open_experiment(self, experiment: Experiment) -> bool:
+        """Start over with another experiment (not undoable: clears the undo stack)."""
+        self.pause()
+        ok = self.apply(lambda sim: sim.set_experiment(experiment))
+        if ok:
+            self.undo_stack.clear()
+            self._last_step_count = 0
+        return ok
+
+    # -- reading for views ---------------------------------------------------------------
+    def predict(self, X):
+        with self._lock:
+            return self.sim.predict(X)
+
+    def shutdown(self) -> None:
+        self.pause()
+        self._clock.stop()
+
+
+class _Relay(QObject):
+    built = Signal(object, str)
