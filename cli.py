@@ -7,7 +7,7 @@ them; adding one means writing those two functions and one entry in
 ``SUBCOMMANDS``. A command that renders with Qt imports it inside its functions
 only (see ``export`` at the end), so that ``presets`` and ``probe`` never load Qt.
 
-Exit codes, the same for every subcommand:
+Exit codes of ``presets`` and ``probe`` (``export`` documents its own):
 
 * 0: done
 * 2: bad input: unknown preset, unreadable or invalid experiment file, bad
@@ -84,6 +84,7 @@ def run_subcommand(name: str, args: argparse.Namespace,
 
 
 def _one_line(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    """The first paragraph on one line, cut at ``limit`` characters."""
     line = " ".join(text.split("\n\n")[0].split())
     return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
 
@@ -111,7 +112,7 @@ def _run_presets(args: argparse.Namespace) -> int:
 
 # -- probe ---------------------------------------------------------------------------------
 
-# (heading, snapshot field or None, kind) per column of the probe table, in order
+# the per-layer Snapshot fields probe reports, in table order after layer/width/act/bn
 _LAYER_FIELDS = ("delta_norm", "grad_norm", "weight_norm", "update_ratio", "weight_change",
                  "dead_fraction", "saturated_fraction", "act_mean", "act_std")
 _HEADINGS = ("layer", "width", "activation", "bn", "||delta||", "||dW||", "||W||",
@@ -159,6 +160,9 @@ def probe(experiment: Experiment, steps: int) -> Simulation:
         sim = Simulation(experiment, dataset=dataset)
     except (ExperimentError, SpecError, DataError) as e:
         raise CommandError(str(e)) from None
+    except MemoryError:
+        raise CommandError("the network or its data is too large for this computer's "
+                           "memory; make it narrower or shallower") from None
     if steps > 0:
         sim.run(steps, snapshot=False)
     return sim
@@ -169,7 +173,7 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
-def _layer_rows(sim: Simulation, snap: Snapshot) -> list[dict]:
+def _layer_rows(snap: Snapshot) -> list[dict]:
     spec = snap.spec
     n = snap.n_layers
     rows = []
@@ -213,7 +217,7 @@ def probe_report(sim: Simulation, source: dict, steps: int) -> dict:
         "divergence": None if div is None else {
             "step": div.step, "phase": div.phase, "layer": div.layer, "quantity": div.quantity,
             "message": div.message},
-        "layers": _layer_rows(sim, snap),
+        "layers": _layer_rows(snap),
         "findings": _findings(sim, snap),
     }
 
@@ -245,6 +249,10 @@ def _pct(x: float, applies: bool) -> str:
     return "-" if math.isnan(x) else f"{100 * x:.1f}"
 
 
+def _percent(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.1f} %"
+
+
 def _table(rows: list[list[str]], numeric_from: int) -> list[str]:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     out = []
@@ -263,9 +271,9 @@ def format_probe(report: dict) -> str:
     else:
         lines.append(f"after {step} training step{'s' if step != 1 else ''}, "
                      f"batch size {report['batch_size']}")
-    lines.append(f"loss {_num(report['loss'])}   accuracy {_pct(report['accuracy'], True)} %   "
+    lines.append(f"loss {_num(report['loss'])}   accuracy {_percent(report['accuracy'])}   "
                  f"held-out loss {_num(report['val_loss'])}   "
-                 f"held-out accuracy {_pct(report['val_accuracy'], True)} %")
+                 f"held-out accuracy {_percent(report['val_accuracy'])}")
     lines.append("")
     rows = [list(_HEADINGS)]
     for r in report["layers"]:

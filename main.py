@@ -10,7 +10,7 @@ The headless commands live in cli.py (no Qt); the window in ui/app.py, whose
 
 Exit codes: 0 done; 1 the window cannot start (the GUI or Qt is missing);
 2 bad input (unknown command, preset or file, invalid experiment, bad numbers);
-3 ``probe`` ran but training diverged.
+3 ``probe`` ran but training diverged; 130 interrupted (Ctrl+C).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def run_gui(argv: list[str]) -> int:
             reason = "the window (ui/app.py) is not available in this copy of the program"
         else:
             reason = f"{missing} is not installed (pip install -e . installs it)"
-        print(f"main.py: cannot open the window: {reason}.\n"
+        print(f"main.py: cannot open the window: {reason} ({type(e).__name__}: {e}).\n"
               f"The headless commands work without it: {', '.join(cli.SUBCOMMANDS)} "
               "(main.py -h).", file=sys.stderr)
         return EXIT_NO_GUI
@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         args = build_parser(only=argv[0]).parse_args(argv)
-        return cli.run_subcommand(args.command, args, COMMANDS)
+        try:
+            return cli.run_subcommand(args.command, args, COMMANDS)
+        except KeyboardInterrupt:
+            print(f"main.py {args.command}: interrupted", file=sys.stderr)
+            return 130
     if argv and argv[0] in ("-h", "--help"):
         build_parser().print_help()
         return 0

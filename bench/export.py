@@ -141,14 +141,14 @@ def profile(view: str) -> dict[str, float]:
 def render_section(rates: dict[str, list[float]], parts: dict[str, float] | None,
                    args, elapsed: float) -> tuple[str, bool]:
     medians = {fmt: statistics.median(v) for fmt, v in rates.items()}
+    command = " ".join(["python bench/export.py", *args.argv])
     ok = all(medians[f] >= t for f, t in TARGETS.items())
     cpu = platform.processor() or platform.machine()
     lines = [SECTION, "",
              f"Measured {datetime.date.today().isoformat()} on {platform.node() or 'this machine'}"
              f" ({os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}, "
-             f"{os.environ.get('QT_QPA_PLATFORM')} Qt platform) with "
-             f"`python bench/export.py {' '.join(args.argv)}`".rstrip() + "` "
-             f"({elapsed:.0f} s).", "",
+             f"{os.environ.get('QT_QPA_PLATFORM')} Qt platform, load average "
+             f"{args.load_before:.1f} before the run) with `{command}` ({elapsed:.0f} s).", "",
              f"One iteration of a {DEPTH} x {WIDTH} tanh network animated by micro-steps "
              f"(65 frames) through the `{args.view}` view at {SIZE[0]}x{SIZE[1]}; frames per "
              f"second from the first frame to the finished file, median of {args.runs} runs.",
@@ -214,6 +214,7 @@ def main(argv=None) -> int:
     from ui.export import ensure_qt_application
 
     t_start = time.perf_counter()
+    args.load_before = os.getloadavg()[0]  # other work on the machine skews the numbers
     ensure_qt_application()
     simulator.warmup()
     print(f"warm-up export ({args.view}) ...", flush=True)

@@ -33,6 +33,7 @@ VERSION = 1
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 20_000
+MAX_MESSAGE_CHARS = 300
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 DTYPES = ("float32", "float64")
@@ -49,6 +50,9 @@ class ExperimentError(ValueError):
     """
 
     def __init__(self, message: str, field: str | None = None, path: str | None = None):
+        # A hostile file can put megabytes into one field; the message quotes it.
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 3] + "..."
         text = f"{field}: {message}" if field else message
         if path is not None:
             text = f"{path}: {text}"
@@ -246,6 +250,10 @@ class Experiment:
             return cls._from_dict(d, base_dir)
         except SpecError as e:
             raise ExperimentError(e.message, field=e.field, path=source) from None
+        except RecursionError:
+            raise ExperimentError(
+                "is not a usable experiment (nested too deeply)", path=source
+            ) from None
 
     @classmethod
     def _from_dict(cls, d: Any, base_dir) -> Experiment:
@@ -347,7 +355,10 @@ def _parse_json(text: str, source: str | None) -> Any:
         raise ExperimentError("is not a usable experiment (nested too deeply)", path=source) \
             from None
     except ValueError as e:  # NaN/Infinity constants, or an integer with thousands of digits
-        raise ExperimentError(f"is not a usable experiment ({e})", path=source) from None
+        reason = str(e)
+        if "digits" in reason:
+            reason = "it holds a number with thousands of digits"
+        raise ExperimentError(f"is not a usable experiment ({reason})", path=source) from None
 
 
 # -- files -------------------------------------------------------------------------------
@@ -390,12 +401,12 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
     can be moved or shared as a whole.
     """
     path = Path(path)
-    folder = path.resolve().parent
+    folder = path.absolute().parent  # the temporary file must be beside the target
     if exp.data.kind == "csv" and exp.data.path is not None:
         csv_path = Path(exp.data.path)
         if csv_path.is_absolute():
             try:
-                rel = csv_path.resolve().relative_to(folder)
+                rel = csv_path.resolve().relative_to(folder.resolve())
             except ValueError:
                 pass
             else:

@@ -368,22 +368,26 @@ def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
     a = _mat(ws, lay[k, C_A] * B, B, n)
     slopes = _vec(params, max(lay[k, C_ALPHA], 0), n if lay[k, C_ALPHA] >= 0 else 0)
     act_forward(code, u, slopes, a)
-    # unit statistics of phi itself, before skips are added
+    # unit statistics of phi itself, before skips are added (training batches only:
+    # evaluation, e.g. the decision-boundary grid, does not need them)
     dead = 0
     sat = 0
-    for j in range(n):
-        alive = False
-        dsum = 0.0
+    if training:
+        saturating = code == SIGMOID or code == TANH or code == SOFTSIGN
+        alive = np.zeros(n, np.bool_)
+        dsum = np.zeros(n)
         for i in range(B):
-            x = u[i, j]
-            if x > 0:
-                alive = True
-            if code == SIGMOID or code == TANH or code == SOFTSIGN:
-                dsum += dphi(code, x, 0.0)
-        if code == RELU and not alive:
-            dead += 1
-        if (code == SIGMOID or code == TANH or code == SOFTSIGN) and dsum / B < SATURATION_THRESHOLD:
-            sat += 1
+            for j in range(n):
+                x = u[i, j]
+                if x > 0:
+                    alive[j] = True
+                if saturating:
+                    dsum[j] += dphi(code, x, 0.0)
+        for j in range(n):
+            if code == RELU and not alive[j]:
+                dead += 1
+            if saturating and dsum[j] / B < SATURATION_THRESHOLD:
+                sat += 1
     for s in range(skp.shape[0]):
         if skp[s, 1] != k:
             continue
@@ -400,6 +404,8 @@ def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
             for i in range(B):
                 for j in range(n):
                     a[i, j] += src[i, j]
+    if not training:
+        return True
     m = 0.0
     for v in a.ravel():
         m += v

@@ -291,7 +291,7 @@ class Network:
         self.params_flat -= self.dtype.type(lr) * self.grads_flat
         return loss
 
-    def predict(self, X, chunk: int = 256) -> np.ndarray:
+    def predict(self, X, chunk: int = 1024) -> np.ndarray:
         """Outputs o for X in evaluation mode (batch norm uses its running averages).
         Uses a separate workspace, so the training state is untouched."""
         X = self.as_input(X)

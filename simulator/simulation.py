@@ -355,9 +355,10 @@ class Simulation:
         """Class probabilities (cross-entropy) or raw outputs (mse) for X, evaluation mode."""
         o = self.network.predict(X).astype(np.float64)
         if self.spec.loss == "cross_entropy":
-            o = o - o.max(axis=1, keepdims=True)
-            np.exp(o, out=o)
-            o /= o.sum(axis=1, keepdims=True)
+            with np.errstate(all="ignore"):  # a diverged net may output inf: NaN, no warning
+                o = o - o.max(axis=1, keepdims=True)
+                np.exp(o, out=o)
+                o /= o.sum(axis=1, keepdims=True)
         return o
 
     def evaluate(self) -> tuple[float, float]:

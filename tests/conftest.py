@@ -47,12 +47,35 @@ def _key(widget) -> int:
     return shiboken6.getCppPointer(widget)[0]
 
 
-def _flush_deletes(app) -> None:
+def _flush_deletes(app, collect: bool = True) -> None:
+    """Run pending deleteLater()s, and collect Python cycles: pyqtgraph's context menus
+    are parentless QMenus owned by their (cyclic) Python items."""
+    import gc
+
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    for _ in range(3):
-        app.processEvents()
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    def flush_events():
+        for _ in range(2):
+            app.processEvents()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+    flush_events()
+    if collect:
+        gc.collect()
+        flush_events()
+
+
+def _new_windows(app, before: set) -> list:
+    return [w for w in app.topLevelWidgets()
+            if _key(w) not in before and w.metaObject().className() not in _QT_INTERNAL_WINDOWS]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.gfl_call_failed = report.failed
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -65,17 +88,24 @@ def _qt_window_guard(request):
     app = request.getfixturevalue("qapp")
     before = {_key(w) for w in app.topLevelWidgets()}
     yield
-    _flush_deletes(app)
-    leaked = [w for w in app.topLevelWidgets()
-              if _key(w) not in before and type(w).__name__ not in _QT_INTERNAL_WINDOWS
-              and w.metaObject().className() not in _QT_INTERNAL_WINDOWS]
+    # pytest keeps the test's fixture values until the very end of teardown; a deleted
+    # window's Python side would keep pyqtgraph's parentless menus alive until then
+    funcargs = getattr(request.node, "funcargs", None)
+    if isinstance(funcargs, dict):
+        funcargs.clear()
+    _flush_deletes(app, collect=False)
+    if _new_windows(app, before):  # perhaps only waiting for the garbage collector
+        _flush_deletes(app)
+    leaked = _new_windows(app, before)
     names = [f"{w.metaObject().className()}({w.objectName() or w.windowTitle()!r})"
              for w in leaked]
     for w in leaked:
         w.close()
         w.deleteLater()
-    _flush_deletes(app)
     if leaked:
+        _flush_deletes(app)
+    # a failed test's traceback keeps its widgets alive: that is not a leak of its own
+    if leaked and not getattr(request.node, "gfl_call_failed", False):
         pytest.fail(f"the test left top-level widgets behind: {', '.join(names)}; "
                     "register them with qtbot.addWidget or give them a parent")
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.experiment import TrainSpec, list_presets, save_experiment
+from simulator.data import DataSpec
+from simulator.experiment import Experiment, TrainSpec, list_presets, save_experiment
 from simulator.simulation import Simulation
 from simulator.spec import LayerSpec, NetworkSpec, uniform_spec
 
@@ -49,12 +50,15 @@ def assert_clean_error(proc, code: int, *fragments: str) -> None:
 
 
 @pytest.fixture
-def experiment(tiny_experiment):
-    """Four layers with mixed activations, batch norm on one: every column has a meaning."""
+def experiment():
+    """Four small layers with mixed activations, batch norm on one: every column has a
+    meaning; xor with a held-out part."""
     hidden = (LayerSpec(8, "sigmoid"), LayerSpec(8, "relu", batchnorm=True),
               LayerSpec(8, "tanh"), LayerSpec(6, "relu"))
-    return replace(tiny_experiment, name="CLI probe",
-                   network=NetworkSpec(2, 2, hidden=hidden, init="glorot_uniform"))
+    return Experiment(name="CLI probe", description="Mixed activations on xor.",
+                      network=NetworkSpec(2, 2, hidden=hidden, init="glorot_uniform"),
+                      data=DataSpec(kind="xor", n_samples=100, noise=0.1, test_fraction=0.2),
+                      training=TrainSpec(optimizer="sgd", lr=0.1, batch_size=16), seed=0)
 
 
 @pytest.fixture

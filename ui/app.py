@@ -29,7 +29,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer  # noqa: E402
-from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
     QDockWidget,
@@ -63,6 +63,7 @@ from simulator.spec import uniform_spec  # noqa: E402
 
 from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
+from .views import colors as C  # noqa: E402
 from .views.controls import ControlsPanel  # noqa: E402
 
 APP_NAME = "Gradient Flow Lab"
@@ -113,9 +114,9 @@ class Banner(QFrame):
     divergence reports, refused values, files that would not open."""
 
     STYLES = {
-        "error": "background: #fde2e1; color: #611a15; border: 1px solid #e0a5a1;",
-        "diverged": "background: #fff1cc; color: #5c4300; border: 1px solid #e5c66b;",
-        "info": "background: #e3effd; color: #0c3563; border: 1px solid #a9c6ea;",
+        "error": "background: #4a1d24; color: #ffdcd8; border: 1px solid #b8434f;",
+        "diverged": "background: #47380f; color: #ffe9b0; border: 1px solid #c79a2a;",
+        "info": "background: #15304d; color: #d8eaff; border: 1px solid #3a73b0;",
     }
 
     def __init__(self, parent=None):
@@ -161,11 +162,11 @@ class HelpWindow(QWidget):
         super().__init__(parent, Qt.WindowType.Window)
         self.setObjectName("help_window")
         self.setWindowTitle(f"{APP_NAME} — Help")
-        self.resize(860, 560)
         self.topics = topics
         split = QSplitter(self)
         self.list = QListWidget()
         self.list.setObjectName("help_topics")
+        self.list.setSpacing(2)
         self.browser = QTextBrowser()
         self.browser.setObjectName("help_text")
         self.browser.setOpenExternalLinks(True)
@@ -173,10 +174,13 @@ class HelpWindow(QWidget):
             item = QListWidgetItem(topic.title)
             item.setData(Qt.ItemDataRole.UserRole, key)
             self.list.addItem(item)
+        self.browser.document().setDocumentMargin(14)
         split.addWidget(self.list)
         split.addWidget(self.browser)
         split.setStretchFactor(1, 1)
-        split.setSizes([240, 620])
+        list_width = self.list.sizeHintForColumn(0) + 2 * self.list.frameWidth() + 16
+        split.setSizes([list_width, max(480, 900 - list_width)])
+        self.resize(list_width + 640, 580)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
@@ -201,6 +205,48 @@ class HelpWindow(QWidget):
             return
         topic = self.topics[item.data(Qt.ItemDataRole.UserRole)]
         self.browser.setHtml(f"<h2>{topic.title}</h2>{topic.text}")
+
+
+def apply_theme(app: QApplication) -> None:
+    """A dark Fusion theme in the colours the panels draw with, so the widgets around
+    the plots do not glare next to them."""
+    app.setStyle("Fusion")
+    pal = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: C.PANEL,
+        QPalette.ColorRole.WindowText: C.FOREGROUND,
+        QPalette.ColorRole.Base: C.BACKGROUND,
+        QPalette.ColorRole.AlternateBase: "#22283a",
+        QPalette.ColorRole.Text: C.FOREGROUND,
+        QPalette.ColorRole.PlaceholderText: C.MUTED,
+        QPalette.ColorRole.Button: "#272d40",
+        QPalette.ColorRole.ButtonText: C.FOREGROUND,
+        QPalette.ColorRole.BrightText: "#ffffff",
+        QPalette.ColorRole.Highlight: "#2f6fb3",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.ToolTipBase: C.PANEL,
+        QPalette.ColorRole.ToolTipText: C.FOREGROUND,
+        QPalette.ColorRole.Link: C.FORWARD,
+        QPalette.ColorRole.Light: "#3a4158",
+        QPalette.ColorRole.Midlight: "#30364b",
+        QPalette.ColorRole.Mid: "#252a3b",
+        QPalette.ColorRole.Dark: "#11141b",
+        QPalette.ColorRole.Shadow: "#07080b",
+    }
+    for role, color in roles.items():
+        pal.setColor(role, QColor(color))
+    disabled = QPalette.ColorGroup.Disabled
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                 QPalette.ColorRole.ButtonText):
+        pal.setColor(disabled, role, QColor("#5d6579"))
+    pal.setColor(disabled, QPalette.ColorRole.Base, QColor(C.PANEL))
+    app.setPalette(pal)
+    # Fusion draws check boxes from the window colour: nearly invisible on a dark panel
+    app.setStyleSheet(
+        "QCheckBox::indicator { width: 12px; height: 12px; border: 1px solid #7a84a0;"
+        f" border-radius: 3px; background: {C.BACKGROUND}; }}"
+        "QCheckBox::indicator:checked { background: #2f6fb3; border-color: #8ec5ff; }"
+        "QCheckBox::indicator:disabled { border-color: #454c62; }")
 
 
 def _glossary_topics() -> dict:
@@ -323,7 +369,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(d["dock_loss"], d["dock_history"], Qt.Orientation.Horizontal)
         self.splitDockWidget(d["dock_history"], d["dock_boundary"], Qt.Orientation.Horizontal)
         self.resizeDocks([d["dock_controls"]], [300], Qt.Orientation.Horizontal)
-        self.resizeDocks([d["dock_flow"]], [430], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["dock_flow"]], [470], Qt.Orientation.Horizontal)
         self.resizeDocks([d["dock_loss"]], [260], Qt.Orientation.Vertical)
         self.diagnosis = self.views.get("diagnosis")
 
@@ -417,7 +463,7 @@ class MainWindow(QMainWindow):
             label = QLabel()
             label.setObjectName(f"status_{key}")
             label.setToolTip(tip)
-            label.setMinimumWidth(70)
+            label.setContentsMargins(10, 0, 10, 0)
             bar.addPermanentWidget(label)
             self.status[key] = label
         self.compiling_label = QLabel("Compiling kernels…")
@@ -761,6 +807,7 @@ def main(argv=None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "gfl"])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORG_NAME)
+    apply_theme(app)
     settings = open_settings()
     experiment, path, problem = choose_experiment(args.file, settings)
     controller = SimulationController(experiment, build_now=False)

@@ -12,12 +12,14 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent  # noqa: E402,E501
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QMenu,
     QMessageBox,
     QPushButton,
@@ -83,13 +85,11 @@ def click_menu_path(qtbot, window, *texts: str) -> None:
     for text in texts[1:]:
         menu = QApplication.activePopupWidget()
         action = next(a for a in menu.actions() if a.text().replace("&", "") == text)
-        if action.menu() is not None:
-            QTest.mouseClick(menu, Qt.MouseButton.LeftButton,
-                             pos=menu.actionGeometry(action).center())
-            qtbot.waitUntil(lambda m=action.menu(): QApplication.activePopupWidget() is m)
-        else:
-            QTest.mouseClick(menu, Qt.MouseButton.LeftButton,
-                             pos=menu.actionGeometry(action).center())
+        submenu = action.menu()
+        QTest.mouseClick(menu, Qt.MouseButton.LeftButton,
+                         pos=menu.actionGeometry(action).center())
+        if submenu is not None:
+            qtbot.waitUntil(lambda m=submenu: QApplication.activePopupWidget() is m)
     qtbot.waitUntil(lambda: QApplication.activePopupWidget() is None)
 
 
@@ -126,6 +126,128 @@ def test_status_bar_follows_the_simulation(qtbot, window, controller):
     assert window.status["phase"].text() == "update"
     QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: window.status["phase"].text() == "forward · layer 1")
+
+
+# -- the network canvas: context menus, drags, drops ------------------------------------------
+def drive_popup(qtbot, texts, open_popup) -> None:
+    """Call ``open_popup()``, which opens a popup menu and waits in it (QMenu.exec), and
+    click through the entries named ``texts`` (submenus included) with the mouse."""
+    done = []
+
+    def step(i, tries=0):
+        menu = QApplication.activePopupWidget()
+        action = None
+        if isinstance(menu, QMenu):
+            action = next((a for a in menu.actions()
+                           if a.text().replace("&", "") == texts[i]), None)
+        if action is None:
+            if tries > 300:  # give up without hanging the test run
+                while QApplication.activePopupWidget() is not None:
+                    QApplication.activePopupWidget().close()
+                return
+            QTimer.singleShot(10, lambda: step(i, tries + 1))
+            return
+        QTest.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(action).center())
+        if i + 1 < len(texts):
+            QTimer.singleShot(0, lambda: step(i + 1))
+        else:
+            done.append(True)
+
+    QTimer.singleShot(0, lambda: step(0))
+    open_popup()
+    qtbot.waitUntil(lambda: bool(done) and QApplication.activePopupWidget() is None)
+
+
+def right_click(canvas, pos: QPoint) -> None:
+    """A right click as the window system delivers it: press, release, context menu."""
+    vp = canvas.viewport()
+    QTest.mousePress(vp, Qt.MouseButton.RightButton, pos=pos)
+    QTest.mouseRelease(vp, Qt.MouseButton.RightButton, pos=pos)
+    QApplication.sendEvent(vp, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos,
+                                                 vp.mapToGlobal(pos)))
+
+
+def canvas_ready(qtbot, window):
+    canvas = window.canvas
+    qtbot.waitUntil(lambda: canvas.isVisible() and canvas.layer_pos(1) != canvas.layer_pos(2))
+    return canvas
+
+
+def test_context_menu_swaps_a_layers_activation(qtbot, window, controller):
+    canvas = canvas_ready(qtbot, window)
+    drive_popup(qtbot, ["Activation", "relu"], lambda: right_click(canvas, canvas.layer_pos(2)))
+    assert [h.activation for h in controller.sim.spec.hidden] == ["tanh", "relu", "tanh", "tanh"]
+    QTest.keyClick(focus_canvas(qtbot, window), Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert {h.activation for h in controller.sim.spec.hidden} == {"tanh"}
+
+
+def test_context_menu_batchnorm_width_insert_delete(qtbot, window, controller, monkeypatch):
+    canvas = canvas_ready(qtbot, window)
+    drive_popup(qtbot, ["Batch norm"], lambda: right_click(canvas, canvas.layer_pos(3)))
+    assert [h.batchnorm for h in controller.sim.spec.hidden] == [False, False, True, False]
+
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(lambda *a, **k: (5, True)))
+    drive_popup(qtbot, ["Change width…"], lambda: right_click(canvas, canvas.layer_pos(1)))
+    assert controller.sim.spec.widths == (2, 5, 8, 8, 8, 2)
+
+    drive_popup(qtbot, ["Insert layer above"], lambda: right_click(canvas, canvas.layer_pos(1)))
+    assert controller.sim.spec.depth == 5
+    assert controller.sim.spec.hidden[1] == controller.sim.spec.hidden[0]  # a copy of layer 1
+
+    canvas = canvas_ready(qtbot, window)
+    drive_popup(qtbot, ["Delete layer"], lambda: right_click(canvas, canvas.layer_pos(4)))
+    assert controller.sim.spec.depth == 4
+    assert [h.batchnorm for h in controller.sim.spec.hidden] == [False, False, False, False]
+    for _ in range(4):
+        window.action_undo.trigger()
+    assert controller.sim.spec.widths == (2, 8, 8, 8, 8, 2)
+    assert controller.undo_stack.count() == 4
+
+
+def test_dragging_from_a_layer_to_a_later_one_adds_a_skip(qtbot, window, controller):
+    canvas = canvas_ready(qtbot, window)
+    vp = canvas.viewport()
+    start, end = canvas.layer_pos(1), canvas.layer_pos(3)
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
+    for t in (0.25, 0.5, 0.75, 1.0):
+        QTest.mouseMove(vp, QPoint(int(start.x() + t * (end.x() - start.x())), start.y()))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=end)
+    assert controller.sim.spec.skips == ((1, 3),)
+
+    # right-click the new arc to remove it
+    qtbot.waitUntil(lambda: (1, 3) in canvas._arcs)
+    drive_popup(qtbot, ["Remove skip link"], lambda: right_click(canvas, canvas.skip_pos(1, 3)))
+    assert controller.sim.spec.skips == ()
+
+
+def test_clicking_a_layer_selects_it(qtbot, window, controller):
+    canvas = canvas_ready(qtbot, window)
+    with qtbot.waitSignal(controller.selection_changed) as blocker:
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=canvas.layer_pos(3))
+    assert blocker.args == [3] and controller.selected_layer == 3
+
+
+def drop_chip(canvas, chip, pos: QPoint) -> None:
+    """What Qt delivers to the canvas when a chip is dragged in and let go at ``pos``."""
+    mime: QMimeData = chip.mime_data()
+    vp = canvas.viewport()
+    actions = Qt.DropAction.CopyAction
+    buttons, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(pos, actions, mime, buttons, mods)
+    QApplication.sendEvent(vp, enter)
+    assert enter.isAccepted()
+    move = QDragMoveEvent(pos, actions, mime, buttons, mods)
+    QApplication.sendEvent(vp, move)
+    QApplication.sendEvent(vp, QDropEvent(QPointF(pos), actions, mime, buttons, mods))
+
+
+def test_dropping_a_palette_chip_on_a_layer(qtbot, window, controller):
+    canvas = canvas_ready(qtbot, window)
+    drop_chip(canvas, window.controls.chips["elu"], canvas.layer_pos(4))
+    assert [h.activation for h in controller.sim.spec.hidden] == ["tanh", "tanh", "tanh", "elu"]
+    all_target = canvas.mapFromScene(canvas._drop_all.sceneBoundingRect().center())
+    drop_chip(canvas, window.controls.chips["selu"], all_target)
+    assert {h.activation for h in controller.sim.spec.hidden} == {"selu"}
 
 
 # -- keyboard shortcuts, with the focus in the canvas ----------------------------------------
@@ -194,6 +316,8 @@ def test_text_fields_keep_their_own_keys(qtbot, window, controller):
     QTest.keyClicks(lr.lineEdit(), "0.05")
     QTest.keyClick(lr.lineEdit(), Qt.Key.Key_Left)
     QTest.keyClick(lr.lineEdit(), Qt.Key.Key_R)
+    QTest.keyClick(lr.lineEdit(), Qt.Key.Key_Space)
+    assert not controller.is_playing
     assert controller.sim.step_count == 0
     assert controller.sim.position == 0
 

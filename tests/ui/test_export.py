@@ -265,22 +265,54 @@ def test_frames_differ_as_training_goes_on(make_controller, tmp_path):
     assert len(pictures) > 3
 
 
+def _orange_columns(picture: np.ndarray) -> np.ndarray:
+    """Per column, how many pixels have the backward highlight's orange (colors.BACKWARD,
+    #ff8a1f, blended over the dark background): hue near 28 degrees, clearly saturated.
+    The viridis colour scale of units and links never comes near it."""
+    rgb = picture.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    orange = (r > 120) & (r > 1.3 * g) & (g > 1.5 * b + 10)
+    return orange.sum(axis=0)
+
+
 def test_backward_highlight_moves_from_right_to_left(make_controller, tmp_path):
-    """Across the backward micro-steps, the part of the canvas that changes from one frame
-    to the next moves from the output side (right) to the input side (left)."""
+    """In micro-step frames of the canvas, the highlighted layer walks from the output
+    (right) to the input (left), one layer per backward micro-step; no other frame
+    carries the backward highlight."""
     out = tmp_path / "f"
     c = make_controller()
     export(c, out, "png", view="canvas", size=(640, 360), steps=1, micro=True)
     frames = manifest(out)["frames"]
+    centres = []
+    for f in frames:
+        counts = _orange_columns(read_png(out / f["file"]))
+        if f["phase"] != "backward":
+            assert counts.sum() < 20, f  # forward highlight is blue; loss/update: none
+            continue
+        assert counts.sum() > 200, f
+        centres.append(float((counts * np.arange(counts.size)).sum() / counts.sum()))
+    n_layers = c.snapshot.n_layers
+    assert len(centres) == n_layers
+    steps = np.diff(centres)
+    assert np.all(steps < 0), centres
+    # evenly spaced: the same distance per layer, as the canvas puts layers at x = k
+    assert steps.max() - steps.min() < 0.25 * abs(steps.mean()), centres
+
+
+def test_frames_change_where_the_backward_pass_is(make_controller, tmp_path):
+    """What changes from one backward frame to the next moves from right to left too
+    (the pulse, the newly computed deltas and their norm labels)."""
+    out = tmp_path / "f"
+    export(make_controller(), out, "png", view="canvas", size=(640, 360), steps=1, micro=True)
+    frames = manifest(out)["frames"]
     backward = [i for i, f in enumerate(frames) if f["phase"] == "backward"]
-    pictures = {i: read_png(out / frames[i]["file"]).astype(np.int16) for i in
-                [backward[0] - 1, *backward]}
+    pictures = {i: read_png(out / frames[i]["file"]).astype(np.int16)
+                for i in [backward[0] - 1, *backward]}
     centres = []
     for i in backward:
         changed = np.abs(pictures[i] - pictures[i - 1]).sum(axis=2) > 24
-        columns = np.flatnonzero(changed.any(axis=0))
-        assert columns.size, f"frame {i} ({frames[i]['layer']}) looks like the one before"
         weight = changed.sum(axis=0).astype(float)
+        assert weight.sum() > 0, f"frame {i} looks like the one before"
         centres.append(float((weight * np.arange(weight.size)).sum() / weight.sum()))
     assert all(a > b for a, b in zip(centres, centres[1:], strict=False)), centres
 
@@ -749,3 +781,26 @@ def test_cli_running_out_of_space_exits_1_and_leaves_nothing(tmp_path, experimen
     assert r.returncode == 1, r.stderr
     assert "nothing was saved" in r.stderr and "Traceback" not in r.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_window_capture_follows_the_users_dock_layout(qtbot, window, out_dir):
+    """From the app, the "window" capture is an offscreen copy of the main window with
+    the user's dock layout; a floating dock is put back (it would be a window of its own)."""
+    from PySide6.QtWidgets import QDockWidget
+
+    from ui.export import build_capture
+
+    window.docks["dock_loss"].hide()
+    window.docks["dock_history"].setFloating(True)
+    capture, used = build_capture("window", window.controller, SMALL,
+                                  layout_state=window.saveState())
+    try:
+        copy = capture.widget
+        docks = {d.objectName(): d for d in copy.findChildren(QDockWidget)}
+        assert used == "window" and copy is not window
+        assert not docks["dock_loss"].isVisible()
+        assert not docks["dock_history"].isFloating()
+        assert capture.grab(window.controller.snapshot).shape == (SMALL[1], SMALL[0], 3)
+    finally:
+        capture.close()
+        window.docks["dock_history"].setFloating(False)

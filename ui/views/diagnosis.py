@@ -1,0 +1,212 @@
+"""Diagnosis: what ``simulator.diagnosis`` finds, as cards with remedy buttons.
+
+A card is kept for as long as a finding of its kind with the same remedies
+stays; only its texts are updated, so the buttons under the user's mouse do
+not flicker away every frame. While playing, the diagnosis runs at most
+``PLAY_HZ`` times per second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.diagnosis import diagnose
+from simulator.glossary import FINDING_TOPICS
+
+from . import colors as C
+
+PLAY_HZ = 4.0
+ICONS = {"critical": "\u2716", "warning": "\u26a0", "info": "\u2714"}
+
+
+class FindingCard(QFrame):
+    """One finding: severity mark, title, detail, remedy buttons and a 'Why?' link."""
+
+    def __init__(self, finding, panel: DiagnosisPanel):
+        super().__init__(panel._list)  # parented from the start: never a window of its own
+        self.kind = finding.kind
+        self.remedy_keys = tuple(r.key for r in finding.remedies)
+        self.setObjectName("card")
+        color = C.SEVERITY.get(finding.severity, C.MUTED)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
+        head = QHBoxLayout()
+        self.icon = QLabel(ICONS.get(finding.severity, "\u2022"))
+        self.icon.setStyleSheet(f"color: {color}; font-size: 13pt;")
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: bold;")
+        self.title.setWordWrap(True)
+        topic = FINDING_TOPICS.get(finding.kind)
+        self.why = QLabel('<a href="why" style="color: #8ec5ff;">Why?</a>')
+        self.why.setToolTip("A short explanation of this problem")
+        self.why.linkActivated.connect(lambda _=None, t=topic: panel.help_requested.emit(t))
+        head.addWidget(self.icon)
+        head.addWidget(self.title, 1)
+        head.addWidget(self.why, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(head)  # parents the labels: only now may they be shown or hidden
+        if topic is None:
+            self.why.hide()
+        self.detail = QLabel()
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        layout.addWidget(self.detail)
+        self.buttons = []
+        if finding.remedies:
+            row = QVBoxLayout()
+            row.setSpacing(3)
+            for r in finding.remedies:
+                b = QPushButton(r.label)
+                b.setToolTip(r.why)
+                b.setCursor(Qt.CursorShape.PointingHandCursor)
+                b.clicked.connect(partial(panel.remedy_requested.emit, r.key))
+                row.addWidget(b)
+                self.buttons.append(b)
+            layout.addLayout(row)
+        self.severity = ""
+        self.update_from(finding)
+
+    def matches(self, finding) -> bool:
+        return (finding.kind == self.kind
+                and tuple(r.key for r in finding.remedies) == self.remedy_keys)
+
+    def update_from(self, finding) -> None:
+        if self.title.text() != finding.title:
+            self.title.setText(finding.title)
+        if self.detail.text() != finding.detail:
+            self.detail.setText(finding.detail)
+        if finding.severity != self.severity:
+            self.severity = finding.severity
+            color = C.SEVERITY.get(finding.severity, C.MUTED)
+            self.icon.setText(ICONS.get(finding.severity, "\u2022"))
+            self.icon.setStyleSheet(f"color: {color}; font-size: 13pt;")
+            self.setStyleSheet(
+                f"QFrame#card {{ background: {C.PANEL}; border: 1px solid {C.GRID}; "
+                f"border-left: 4px solid {color}; border-radius: 4px; }}"
+                f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
+
+
+class DiagnosisPanel(QWidget):
+    remedy_requested = Signal(str)  # a Remedy.key from simulator.diagnosis
+    help_requested = Signal(str)  # a topic key from simulator.glossary
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.cards: list[FindingCard] = []
+        self.findings = []
+        self._last_time = -math.inf
+
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(
+            "background: #5a1d1d; color: #ffecec; border: 1px solid #ff5c5c; "
+            "border-radius: 4px; padding: 8px; font-weight: bold;")
+        self.banner.hide()
+        self.status = QLabel("Compiling kernels\u2026")
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet(f"color: {C.MUTED};")
+        self._list = QWidget()
+        self._list_layout = QVBoxLayout(self._list)
+        self._list_layout.setContentsMargins(2, 2, 2, 2)
+        self._list_layout.setSpacing(6)
+        self._list_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self._list)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.status)
+        layout.addWidget(scroll, 1)
+        self.setMinimumSize(240, 160)
+
+        self._subs = C.Subscriptions()
+        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
+        self._subs.connect(controller.structure_changed, self._on_structure_changed)
+        self._subs.connect(controller.running_changed, self._on_running_changed)
+        self._subs.connect(controller.ready, self._on_ready_changed)
+        self.render_snapshot(controller.snapshot, force=True)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        self.render_snapshot(snapshot)
+
+    def _on_structure_changed(self, spec) -> None:
+        self._last_time = -math.inf  # the next snapshot is diagnosed whatever the clock says
+
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self.render_snapshot(self.controller.snapshot, force=True)
+
+    def _on_ready_changed(self) -> None:
+        self.status.setText("Building the network\u2026")
+
+    def close(self) -> bool:
+        self._subs.disconnect_all()
+        return super().close()
+
+    def closeEvent(self, ev) -> None:
+        self._subs.disconnect_all()
+        super().closeEvent(ev)
+
+    def render_snapshot(self, snapshot, force: bool = False) -> None:
+        if snapshot is None or self.controller.sim is None:
+            self.status.setText("Compiling kernels\u2026")
+            self.status.show()
+            return
+        now = time.perf_counter()
+        diverged = snapshot.divergence is not None
+        if (not force and not diverged and self.controller.is_playing
+                and now - self._last_time < 1.0 / PLAY_HZ):
+            return
+        self._last_time = now
+        with self.controller.locked() as sim:
+            findings = diagnose(snapshot.spec, snapshot, sim.history)
+        self.show_findings(findings, snapshot)
+
+    def show_findings(self, findings, snapshot=None) -> None:
+        self.findings = list(findings)
+        if snapshot is not None and snapshot.divergence is not None:
+            text = snapshot.divergence.message
+            if self.banner.text() != text:
+                self.banner.setText(text)
+            self.banner.show()
+        else:
+            self.banner.hide()
+        if not findings:
+            self.status.setText("Not enough data yet: step through one backward pass.")
+            self.status.show()
+        else:
+            self.status.hide()
+        same = len(findings) == len(self.cards) and all(
+            c.matches(f) for c, f in zip(self.cards, findings, strict=True))
+        if same:
+            for card, f in zip(self.cards, findings, strict=True):
+                card.update_from(f)
+            return
+        for card in self.cards:
+            self._list_layout.removeWidget(card)
+            card.deleteLater()
+        self.cards = []
+        for i, f in enumerate(findings):
+            card = FindingCard(f, self)
+            self._list_layout.insertWidget(i, card)
+            self.cards.append(card)

@@ -1,0 +1,251 @@
+"""Gradient flow: one bar per layer of log10 ||delta_k|| (or log10 ||dL/dW_k||).
+
+Bars start at a floor below the smallest measured value, so a taller bar means
+a larger gradient. The mean-field prediction (``simulator.theory``) is scaled
+to the measured output-layer norm and drawn over the delta bars: where the
+bars fall off faster or slower than the line, the network is doing something
+the random-weights theory did not expect (e.g. skip links keeping it alive).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QHBoxLayout,
+    QLabel,
+    QStackedLayout,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.theory import mean_field
+
+from . import colors as C
+
+MODES = {
+    "delta": ("||\u03b4||", "log10 ||\u03b4||", "delta_norm"),
+    "grad": ("||dL/dW||", "log10 ||dL/dW||", "grad_norm"),
+}
+
+
+def layer_ticks(n_weight_layers: int, max_labels: int = 16) -> list[tuple[int, str]]:
+    """Ticks 1..L and 'out' at L+1, thinned to at most about ``max_labels``."""
+    step = max(1, math.ceil(n_weight_layers / max_labels))
+    ticks = [(k, str(k)) for k in range(1, n_weight_layers, step)]
+    if ticks and n_weight_layers - ticks[-1][0] < step / 2:
+        ticks.pop()
+    return ticks + [(n_weight_layers, "out")]
+
+
+class GradientFlowView(QWidget):
+    """Per-layer bars of the gradient norm, with the mean-field prediction over them."""
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.mode = "delta"
+        self._spec = None
+        self._theory = None  # (spec, MeanFieldPrediction or None, caveat text)
+        self._n = 0
+
+        self._buttons = {}
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 0)
+        group = QButtonGroup(self)
+        group.setExclusive(True)
+        for key, (label, _, _) in MODES.items():
+            b = QToolButton()
+            b.setText(label)
+            b.setCheckable(True)
+            b.setChecked(key == self.mode)
+            b.setToolTip("Show the backpropagated signal ||\u03b4_k|| = ||dL/dz_k||"
+                         if key == "delta" else
+                         "Show the weight-gradient norm ||dL/dW_k||: it can stay level while "
+                         "\u03b4 shrinks, so look at both")
+            b.clicked.connect(lambda _=False, k=key: self.set_mode(k))
+            group.addButton(b)
+            bar.addWidget(b)
+            self._buttons[key] = b
+        self._caveat = QLabel("")
+        self._caveat.setStyleSheet(f"color: {C.MUTED}; font-size: 8pt;")
+        self._caveat.setWordWrap(False)
+        bar.addWidget(self._caveat, 1)
+
+        self.plot = pg.PlotWidget(background=C.BACKGROUND)
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        pi = self.plot.getPlotItem()
+        pi.showGrid(x=False, y=True, alpha=0.25)
+        pi.setLabel("bottom", "layer")
+        pi.setLabel("left", MODES[self.mode][1])
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, y0=0,
+                                    brush=C.MEASURED, pen=None)
+        pi.addItem(self.bars)
+        self.floor_marks = pg.ScatterPlotItem(symbol="x", size=9, pen=pg.mkPen("#ff6b6b", width=2),
+                                              brush=None)
+        pi.addItem(self.floor_marks)
+        self.prediction = pg.PlotDataItem([], [], pen=pg.mkPen(C.PREDICTION, width=2),
+                                          symbol="o", symbolSize=6, symbolBrush=C.PREDICTION,
+                                          symbolPen=None)
+        pi.addItem(self.prediction)
+        self.legend = pi.addLegend(offset=(8, 8), labelTextColor=C.FOREGROUND,
+                                   brush=pg.mkBrush(28, 32, 48, 210))
+        self.legend.addItem(self.bars, "measured")
+        self.legend.addItem(self.prediction, "mean-field prediction")
+        self.highlight_text = pg.TextItem("", color=C.FOREGROUND, anchor=(0.5, 1.0))
+        pi.addItem(self.highlight_text)
+
+        self._placeholder = QLabel("Compiling kernels\u2026")
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
+        page = QWidget()
+        inner = QVBoxLayout(page)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.setSpacing(2)
+        inner.addLayout(bar)
+        inner.addWidget(self.plot, 1)
+        self._stack = QStackedLayout(self)
+        self._stack.addWidget(self._placeholder)
+        self._stack.addWidget(page)
+        self.setMinimumSize(260, 180)
+
+        self._subs = C.Subscriptions()
+        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
+        self._subs.connect(controller.structure_changed, self._on_structure_changed)
+        self._subs.connect(controller.ready, self._on_ready_changed)
+        self.render_snapshot(controller.snapshot)
+
+    # -- controller signals ------------------------------------------------------------
+    def _on_snapshot_changed(self, snapshot) -> None:
+        self.render_snapshot(snapshot)
+
+    def _on_structure_changed(self, spec) -> None:
+        self._theory = None  # recomputed for the next snapshot's spec
+
+    def _on_ready_changed(self) -> None:
+        self._placeholder.setText("Building the network\u2026")
+
+    def close(self) -> bool:
+        self._subs.disconnect_all()
+        return super().close()
+
+    def closeEvent(self, ev) -> None:
+        self._subs.disconnect_all()
+        super().closeEvent(ev)
+
+    # -- mode ----------------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """'delta' for ||delta_k||, 'grad' for ||dL/dW_k||."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        self.mode = mode
+        self._buttons[mode].setChecked(True)
+        self.plot.getPlotItem().setLabel("left", MODES[mode][1])
+        self.render_snapshot(self.controller.snapshot)
+
+    # -- theory ----------------------------------------------------------------------------
+    def _prediction_for(self, spec):
+        if self._theory is not None and (self._theory[0] is spec or self._theory[0] == spec):
+            return self._theory[1], self._theory[2]
+        try:
+            mf = mean_field(spec)
+            caveats = list(mf.caveats)
+        except (ValueError, ArithmeticError) as e:  # no prediction rather than no panel
+            mf, caveats = None, [f"No mean-field prediction: {e}"]
+        if mf is not None:
+            head = (f"mean field: \u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
+                    f"{mf.depth_scale:.3g} layers")
+            caveats.insert(0, head)
+        self._theory = (spec, mf, caveats)
+        return mf, caveats
+
+    # -- drawing -------------------------------------------------------------------------------
+    def render_snapshot(self, snapshot) -> None:
+        if snapshot is None:
+            self._stack.setCurrentIndex(0)
+            return
+        self._stack.setCurrentIndex(1)
+        pi = self.plot.getPlotItem()
+        values = np.asarray(getattr(snapshot, MODES[self.mode][2]), dtype=np.float64)
+        n = len(values)
+        x = np.arange(1, n + 1, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(np.abs(values))
+        finite = np.isfinite(logs)
+        mf, caveats = self._prediction_for(snapshot.spec)
+        pred = None
+        if (self.mode == "delta" and mf is not None and len(mf.predicted_ratio) == n
+                and finite[-1] and snapshot.spec.depth > 0):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                pred = logs[-1] + np.log10(np.asarray(mf.predicted_ratio, dtype=np.float64))
+            pred[~np.isfinite(pred)] = np.nan
+        shown = logs[finite]
+        if pred is not None and np.isfinite(pred).any():
+            shown = np.concatenate([shown, pred[np.isfinite(pred)]])
+        if shown.size:
+            lo, hi = math.floor(float(shown.min())) - 1, math.ceil(float(shown.max())) + 0.5
+        else:
+            lo, hi = -1.0, 1.0
+        # a prediction far below the data would squash the bars: show at most 30 decades
+        lo = max(lo, hi - 30)
+        heights = np.where(finite, np.maximum(logs, lo) - lo, 0.0)
+        hi_layer = snapshot.layer if snapshot.phase in ("forward", "backward") else 0
+        brushes = [C.MEASURED] * n
+        if 1 <= hi_layer <= n:
+            brushes[hi_layer - 1] = C.BACKWARD if snapshot.phase == "backward" else C.FORWARD
+        self.bars.setOpts(x=x, height=heights, y0=lo, width=0.8, brushes=brushes)
+        bad = ~finite
+        self.floor_marks.setData(x=x[bad], y=np.full(int(bad.sum()), lo + 0.15))
+        if pred is not None:
+            self.prediction.setData(x, np.clip(pred, lo, None))
+            self.prediction.show()
+        else:
+            self.prediction.setData([], [])
+            self.prediction.hide()
+        self._set_legend_visible(pred is not None)
+        if 1 <= hi_layer <= n:
+            self.highlight_text.setText(C.fmt_sci(values[hi_layer - 1]))
+            self.highlight_text.setColor(brushes[hi_layer - 1])
+            self.highlight_text.setPos(hi_layer, lo + heights[hi_layer - 1] + 0.05 * (hi - lo))
+            self.highlight_text.show()
+        else:
+            self.highlight_text.hide()
+        if n != self._n:
+            self._n = n
+            pi.getAxis("bottom").setTicks([layer_ticks(n)])
+        pi.setXRange(0.3, n + 0.7, padding=0)
+        pi.setYRange(lo, hi + 0.12 * (hi - lo), padding=0)
+        text = caveats[0] if caveats else ""
+        if self.mode != "delta":
+            text = "prediction shown for ||\u03b4|| only"
+        elif len(caveats) > 1:
+            text += f"  (+{len(caveats) - 1} caveat{'s' if len(caveats) > 2 else ''})"
+        if self.mode == "delta" and pred is None and mf is not None:
+            text = "no prediction: the output layer's ||\u03b4|| is zero or not measured"
+        self._caveat.setText(text)
+        self._caveat.setToolTip("\n".join(f"\u2022 {c}" for c in caveats))
+
+    def _set_legend_visible(self, with_prediction: bool) -> None:
+        for sample, label in self.legend.items:
+            if sample.item is self.prediction:
+                sample.setVisible(with_prediction)
+                label.setVisible(with_prediction)
+
+    # -- for tests ---------------------------------------------------------------------------
+    def bar_heights(self) -> np.ndarray:
+        return np.asarray(self.bars.opts["height"], dtype=np.float64)
+
+    def highlighted_layer(self) -> int:
+        """The layer whose bar is highlighted (0 for none)."""
+        brushes = self.bars.opts.get("brushes") or []
+        for i, b in enumerate(brushes):
+            if b != C.MEASURED:
+                return i + 1
+        return 0

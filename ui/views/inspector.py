@@ -1,0 +1,165 @@
+"""Layer inspector: histograms and numbers of the selected layer (layer 1 by default)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QStackedLayout,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import colors as C
+
+HISTOGRAMS = (
+    ("activations", "activations a", "#6fa8dc"),
+    ("deltas", "log10 |\u03b4|", C.BACKWARD),
+    ("weights", "weights W", "#93c47d"),
+)
+FIELDS = (
+    ("width", "width"),
+    ("activation", "activation"),
+    ("batchnorm", "batch norm"),
+    ("delta", "||\u03b4||"),
+    ("grad", "||dL/dW||"),
+    ("weight", "||W||"),
+    ("update", "update ratio"),
+    ("change", "change since init"),
+    ("dead", "dead units"),
+    ("saturated", "saturated units"),
+    ("act", "activation mean / std"),
+)
+
+
+class LayerInspector(QWidget):
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.layer = 1
+
+        self.title = QLabel("")
+        self.title.setStyleSheet("font-weight: bold;")
+        self.curves = {}
+        plots_row = QHBoxLayout()
+        plots_row.setSpacing(4)
+        for kind, label, color in HISTOGRAMS:
+            w = pg.PlotWidget(background=C.BACKGROUND)
+            w.setMenuEnabled(False)
+            w.hideButtons()
+            w.setMouseEnabled(x=False, y=False)
+            w.setMinimumSize(110, 100)
+            pi = w.getPlotItem()
+            pi.setTitle(label, size="8pt", color=C.FOREGROUND)
+            pi.getAxis("left").setWidth(28)
+            pi.getAxis("left").setStyle(tickFont=_small_font())
+            pi.getAxis("bottom").setStyle(tickFont=_small_font())
+            curve = pg.PlotCurveItem([0.0, 1.0], [0.0], stepMode="center", fillLevel=0,
+                                     brush=pg.mkBrush(color), pen=pg.mkPen(color))
+            pi.addItem(curve)
+            self.curves[kind] = curve
+            plots_row.addWidget(w, 1)
+        self.values = {}
+        form = QFormLayout()
+        form.setContentsMargins(4, 0, 4, 0)
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(1)
+        for key, label in FIELDS:
+            v = QLabel("\u2013")
+            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(label, v)
+            self.values[key] = v
+
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.title)
+        layout.addLayout(plots_row, 1)
+        layout.addLayout(form)
+        self._placeholder = QLabel("Compiling kernels\u2026")
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
+        self._stack = QStackedLayout(self)
+        self._stack.addWidget(self._placeholder)
+        self._stack.addWidget(page)
+        self.setMinimumSize(300, 300)
+
+        self._subs = C.Subscriptions()
+        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
+        self._subs.connect(controller.structure_changed, self._on_structure_changed)
+        self._subs.connect(controller.selection_changed, self._on_selection_changed)
+        self._subs.connect(controller.ready, self._on_ready_changed)
+        self.render_snapshot(controller.snapshot)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        self.render_snapshot(snapshot)
+
+    def _on_structure_changed(self, spec) -> None:
+        pass  # the next snapshot carries the new structure; the layer is clamped then
+
+    def _on_selection_changed(self, k: int) -> None:
+        self.render_snapshot(self.controller.snapshot)
+
+    def _on_ready_changed(self) -> None:
+        self._placeholder.setText("Building the network\u2026")
+
+    def close(self) -> bool:
+        self._subs.disconnect_all()
+        return super().close()
+
+    def closeEvent(self, ev) -> None:
+        self._subs.disconnect_all()
+        super().closeEvent(ev)
+
+    def _set(self, key: str, text: str) -> None:
+        label = self.values[key]
+        if label.text() != text:  # setText re-lays out the form: skip it when unchanged
+            label.setText(text)
+
+    def render_snapshot(self, snapshot) -> None:
+        if snapshot is None:
+            self._stack.setCurrentIndex(0)
+            return
+        self._stack.setCurrentIndex(1)
+        n = snapshot.n_layers
+        k = self.controller.selected_layer or 1
+        k = min(max(k, 1), n)
+        self.layer = k
+        spec = snapshot.spec
+        i = k - 1
+        hidden = spec.hidden[i] if k <= spec.depth else None
+        name = f"Layer {k}" if hidden is not None else "Output layer"
+        title = f"{name} of {n} (click a layer on the canvas to inspect it)"
+        if self.title.text() != title:
+            self.title.setText(title)
+        have_batch = len(snapshot.activations) == n
+        for kind, _, _ in HISTOGRAMS:
+            if kind != "weights" and not have_batch:
+                counts, edges = np.zeros(1), np.array([0.0, 1.0])
+            else:
+                counts, edges = snapshot.histogram(kind, k)
+            self.curves[kind].setData(edges, counts, stepMode="center", fillLevel=0)
+        self._set("width", str(spec.widths[k]))
+        self._set("activation", hidden.activation if hidden else
+                  ("softmax" if spec.loss == "cross_entropy" else "linear"))
+        self._set("batchnorm", ("on" if hidden.batchnorm else "off") if hidden else "\u2013")
+        self._set("delta", C.fmt_sci(snapshot.delta_norm[i]))
+        self._set("grad", C.fmt_sci(snapshot.grad_norm[i]))
+        self._set("weight", f"{float(snapshot.weight_norm[i]):.4g}")
+        self._set("update", C.fmt_sci(snapshot.update_ratio[i]))
+        self._set("change", C.fmt_pct(snapshot.weight_change[i]))
+        self._set("dead", C.fmt_pct(snapshot.dead_fraction[i]) if hidden else "\u2013")
+        self._set("saturated", C.fmt_pct(snapshot.saturated_fraction[i]) if hidden else "\u2013")
+        self._set("act", f"{float(snapshot.act_mean[i]):.3g} / {float(snapshot.act_std[i]):.3g}")
+
+
+def _small_font() -> QFont:
+    f = QFont()
+    f.setPointSizeF(7.5)
+    return f

@@ -1,0 +1,137 @@
+"""Loss and accuracy over training steps, for the training batches and the held-out set.
+
+Held-out numbers are only evaluated every few steps; their curve joins the
+evaluated points. While playing, the curves are redrawn at most ``PLAY_HZ`` times
+a second (a new range re-lays out the axes, the costliest part of a frame). The
+training curves use ``connect='finite'`` so a NaN (a diverged step) leaves a gap
+instead of a line to nowhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
+
+from . import colors as C
+
+PLAY_HZ = 15.0  # while playing, redraw at most this often: axes re-layout on every range change
+TRAIN = "#6fa8dc"
+HELD_OUT = "#ffb347"
+
+
+class LossView(QWidget):
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self._version = None
+        self._history_id = None
+        self._last_time = -math.inf
+
+        self.plots = pg.GraphicsLayoutWidget()
+        self.plots.setBackground(C.BACKGROUND)
+        self.loss_plot = self.plots.addPlot(row=0, col=0)
+        self.acc_plot = self.plots.addPlot(row=1, col=0)
+        self.acc_plot.setXLink(self.loss_plot)
+        self.loss_plot.setLabel("left", "loss")
+        self.acc_plot.setLabel("left", "accuracy")
+        self.acc_plot.setLabel("bottom", "training step")
+        self.acc_plot.setYRange(0, 1.02, padding=0)
+        self.curves = {}
+        for plot, kind in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.setDownsampling(mode="peak")
+            plot.setClipToView(True)
+            plot.getAxis("left").enableAutoSIPrefix(False)
+            train = plot.plot([], [], pen=pg.mkPen(TRAIN, width=1.5), connect="finite")
+            held = plot.plot([], [], pen=pg.mkPen(HELD_OUT, width=1.8), symbol="o",
+                             symbolSize=4, symbolBrush=HELD_OUT, symbolPen=None)
+            self.curves[kind] = (train, held)
+        # one legend for both plots: the colours mean the same in each
+        self.legend = self.loss_plot.addLegend(offset=(-8, 6), labelTextColor=C.FOREGROUND,
+                                               brush=pg.mkBrush(28, 32, 48, 200))
+        self.legend.addItem(self.curves["loss"][0], "training batches")
+        self.legend.addItem(self.curves["loss"][1], "held-out set")
+        self.acc_plot.setMaximumHeight(16777215)
+        self.plots.ci.layout.setRowStretchFactor(0, 3)
+        self.plots.ci.layout.setRowStretchFactor(1, 2)
+        self._no_acc = pg.TextItem("no accuracy: this is a regression task", color=C.MUTED,
+                                   anchor=(0.5, 0.5))
+        self.acc_plot.addItem(self._no_acc, ignoreBounds=True)
+        self._no_acc.hide()
+
+        self._placeholder = QLabel("Compiling kernels\u2026")
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
+        page = QWidget()
+        inner = QVBoxLayout(page)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.plots)
+        self._stack = QStackedLayout(self)
+        self._stack.addWidget(self._placeholder)
+        self._stack.addWidget(page)
+        self.setMinimumSize(260, 180)
+
+        self._subs = C.Subscriptions()
+        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
+        self._subs.connect(controller.structure_changed, self._on_structure_changed)
+        self._subs.connect(controller.running_changed, self._on_running_changed)
+        self._subs.connect(controller.ready, self._on_ready_changed)
+        self.render_snapshot(controller.snapshot)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        self.render_snapshot(snapshot)
+
+    def _on_structure_changed(self, spec) -> None:
+        self._version = None
+
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:  # the last frame of a run is always drawn
+            self.render_snapshot(self.controller.snapshot, force=True)
+
+    def _on_ready_changed(self) -> None:
+        self._placeholder.setText("Building the network\u2026")
+
+    def close(self) -> bool:
+        self._subs.disconnect_all()
+        return super().close()
+
+    def closeEvent(self, ev) -> None:
+        self._subs.disconnect_all()
+        super().closeEvent(ev)
+
+    def render_snapshot(self, snapshot, force: bool = False) -> None:
+        if snapshot is None or self.controller.sim is None:
+            self._stack.setCurrentIndex(0)
+            return
+        self._stack.setCurrentIndex(1)
+        now = time.perf_counter()
+        if not force and self.controller.is_playing and now - self._last_time < 1.0 / PLAY_HZ:
+            return
+        with self.controller.locked() as sim:
+            history = sim.history
+            if id(history) == self._history_id and history.version == self._version:
+                return
+            self._history_id, self._version = id(history), history.version
+            self._last_time = now
+            steps = history.steps()
+            series = {name: history.scalar(name)
+                      for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
+            regression = sim.dataset.task != "classification"
+        for kind, held_name in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
+            train, held = self.curves[kind]
+            train.setData(steps, series[kind], connect="finite")
+            v = series[held_name]
+            ok = np.isfinite(v)
+            held.setData(steps[ok], v[ok])
+        self._no_acc.setVisible(regression)
+        if regression:
+            self._no_acc.setPos(float(steps[-1]) / 2 if len(steps) else 0.5, 0.5)
+        if len(steps):
+            self.loss_plot.enableAutoRange(axis="x")
+            self.loss_plot.enableAutoRange(axis="y")
