@@ -181,11 +181,27 @@ class CoreRaw:
 
 
 class CoreRun:
+    """Simulation.run; ``inside`` accumulates the time spent in kernels.train_steps, so that
+    the rest, the Python side of run(), is measured in the very same runs."""
+
     def __init__(self, cfg: Config, X, y):
         self.sim = make_simulation(cfg, X, y)
+        self.inside = 0.0
 
     def run(self, n: int) -> None:
-        self.sim.run(n, snapshot=False)
+        real = K.train_steps
+
+        def train_steps(*args):
+            t = time.perf_counter()
+            result = real(*args)
+            self.inside += time.perf_counter() - t
+            return result
+
+        K.train_steps = train_steps  # Simulation.run looks it up on the module per chunk
+        try:
+            self.sim.run(n, snapshot=False)
+        finally:
+            K.train_steps = real
         if self.sim.divergence is not None:
             raise RuntimeError(self.sim.divergence.message)
 
@@ -360,6 +376,7 @@ def bench_config(cfg: Config, rounds: int, seconds: float, X, y) -> dict:
         rate = timed(impl, n)
         steps[name] = max(5, int(rate * seconds))
     rates = {name: [] for name in impls}
+    python_share = []  # of core run's time, per round
     names = list(impls)
     for r in range(rounds):
         # Rotate the order each round, so that no implementation always follows the same
@@ -367,7 +384,11 @@ def bench_config(cfg: Config, rounds: int, seconds: float, X, y) -> dict:
         # would slow whatever runs next), and pause briefly so that they go to sleep.
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(PAUSE)
-            rates[name].append(timed(impls[name], steps[name]))
+            impls["core run"].inside = 0.0
+            rate = timed(impls[name], steps[name])
+            rates[name].append(rate)
+            if name == "core run":
+                python_share.append(1.0 - impls[name].inside * rate / steps[name])
     if torch is not None:
         torch.set_num_threads(DEFAULT_TORCH_THREADS)
     med = {name: statistics.median(r) for name, r in rates.items()}
@@ -381,7 +402,8 @@ def bench_config(cfg: Config, rounds: int, seconds: float, X, y) -> dict:
         for other in ("numpy", "torch 1 thread", "torch default"):
             if other in rates:
                 ratios[(core, other)] = ratio(core, other)
-    return {"steps_per_round": steps, "median": med, "spread": spread, "ratios": ratios}
+    return {"steps_per_round": steps, "median": med, "spread": spread, "ratios": ratios,
+            "python_share": statistics.median(python_share)}
 
 
 def _best_us(f, reps: int, repeats: int = 7) -> float:
@@ -445,7 +467,7 @@ def profile_core(cfg: Config, X, y, reps: int = 100) -> dict:
     phases = {
         "forward": lambda: K.forward_pass(
             net.lay, net.skp, net.params_flat, ws, net.running, B, L, True, st),
-        "loss": lambda: K.loss_and_delta(net.lay, ws, B, L, K.LOSS_XENT, y, targets, idx),
+        "loss": lambda: K.loss_and_delta(net.lay, net.skp, ws, B, L, K.LOSS_XENT, y, targets, idx),
         "backward": lambda: K.backward_pass(
             net.lay, net.skp, net.params_flat, net.grads_flat, ws, B, L, st),
         "update + weight stats": lambda: K.apply_update(
@@ -600,13 +622,16 @@ def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, ar
     if torch is not None:
         head += " torch 1 thread | torch default |"
         sep += "---:|---:|"
-    lines += ["Steps per second:", "", head, sep]
+    head += " Python side of core run |"
+    sep += "---:|"
+    lines += ["Steps per second (the last column: the share of `core run`'s time spent outside "
+              "`train_steps`, measured in the same rounds):", "", head, sep]
     for cfg, r in results.items():
         row = f"| {cfg.label} |"
         for name in r["median"]:
             lo, hi = r["spread"][name]
             row += f" {_fmt_rate(r['median'][name])} ({_fmt_rate(lo)}-{_fmt_rate(hi)}) |"
-        lines.append(row)
+        lines.append(row + f" {r['python_share']:.0%} |")
     lines += ["", "Ratios (core run; core raw in brackets) against the targets:", "",
               "| network | target | vs numpy | vs torch 1 thread | vs torch default | result |",
               "|---|---|---:|---:|---:|---|"]

@@ -14,6 +14,6 @@ __all__ = ["DivergenceReport", "History", "LayerSpec", "Network", "NetworkSpec",
 
 def warmup(dtypes=("float32",)) -> None:
     """Compile every kernel for each dtype by running a tiny network through all paths."""
-    from .warmup import run_warmup
+    from ._warmup import run_warmup
 
     run_warmup(dtypes)

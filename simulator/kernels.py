@@ -37,8 +37,8 @@ SATURATION_THRESHOLD = 1e-3
 
 # columns of the layout table
 (C_WIDTH, C_ACT, C_BN, C_W, C_B, C_GAMMA, C_BETA, C_ALPHA, C_Z, C_U, C_A, C_G, C_GU, C_D,
- C_XHAT, C_MU, C_ISTD, C_TMP, C_RMEAN, C_RVAR) = range(20)
-N_COLS = 20
+ C_XHAT, C_MU, C_ISTD, C_TMP, C_RMEAN, C_RVAR, C_DP) = range(21)
+N_COLS = 21
 
 # columns of the per-layer statistics table (one row per layer 0..L+1)
 (S_DELTA, S_GRAD_W, S_GRAD_B, S_W, S_UPDATE, S_CHANGE, S_W0, S_DEAD, S_SAT, S_ACT_MEAN,
@@ -57,14 +57,17 @@ N_HYPER = 9
 ST_FORWARD, ST_LOSS, ST_BACKWARD, ST_GRAD, ST_UPDATE = 1, 2, 3, 4, 5
 
 _opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+# Sums of squares may be reassociated so LLVM can vectorize them; NaN and Inf still
+# propagate (no 'nnan'/'ninf'), which divergence detection relies on.
+_reduce_opts = dict(_opts, fastmath={"reassoc"})
 
 
-def _kernel(fn):
+def _kernel(fn, opts=None):
     """``njit`` with the options above. Under NUMBA_DISABLE_JIT=1 the loops run as plain
     Python on numpy scalars, which warn on overflow where compiled code quietly gives
     inf (as a diverging run must); silence that so both modes behave alike."""
     if not config.DISABLE_JIT:
-        return njit(**_opts)(fn)
+        return njit(**(opts or _opts))(fn)
 
     @functools.wraps(fn)
     def plain(*args):
@@ -72,6 +75,10 @@ def _kernel(fn):
             return fn(*args)
 
     return plain
+
+
+def _reduction(fn):
+    return _kernel(fn, _reduce_opts)
 
 
 # ---------------------------------------------------------------------------
@@ -146,30 +153,114 @@ def dphi(code, x, slope):
 
 
 @_kernel
+def act_forward_dp(code, u, slopes, out, dp):
+    """out = phi(u) and dp = phi'(u) in one pass, one loop per activation (no
+    branch on the activation inside the loops). The backward pass and the
+    saturation statistics reuse dp instead of evaluating phi' again."""
+    B, n = u.shape
+    if code == SIGMOID:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                # e = exp(-|x|) never overflows; s' = e / (1 + e)^2 keeps full
+                # relative precision in the tails
+                e = math.exp(-abs(x))
+                r = 1.0 / (1.0 + e)
+                out[i, j] = r if x >= 0 else e * r
+                dp[i, j] = e * r * r
+    elif code == TANH:
+        for i in range(B):
+            for j in range(n):
+                t = math.tanh(u[i, j])
+                out[i, j] = t
+                dp[i, j] = 1.0 - t * t
+    elif code == RELU:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                out[i, j] = x if x > 0 else 0.0 * x  # 0 * x keeps a NaN visible
+                dp[i, j] = 1.0 if x > 0 else 0.0
+    elif code == LEAKY_RELU:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                out[i, j] = x if x > 0 else LEAKY_SLOPE * x
+                dp[i, j] = 1.0 if x > 0 else LEAKY_SLOPE
+    elif code == PRELU:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                out[i, j] = x if x > 0 else slopes[j] * x
+                dp[i, j] = 1.0 if x > 0 else slopes[j]
+    elif code == ELU or code == SELU:
+        scale = SELU_LAMBDA if code == SELU else 1.0
+        alpha = SELU_ALPHA if code == SELU else 1.0
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                m = min(x, 0.0)
+                out[i, j] = scale * (x if x > 0 else alpha * math.expm1(m))
+                dp[i, j] = scale * (1.0 if x > 0 else alpha * math.exp(m))
+    elif code == GELU:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                cdf = 0.5 * (1.0 + math.erf(x * 0.7071067811865476))
+                out[i, j] = x * cdf
+                # d/dx x Phi(x) = Phi(x) + x phi_N(x)
+                dp[i, j] = cdf + x * 0.3989422804014327 * math.exp(-0.5 * x * x)
+    elif code == SILU:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                e = math.exp(-abs(x))
+                r = 1.0 / (1.0 + e)
+                sg = r if x >= 0 else e * r
+                out[i, j] = x * sg
+                dp[i, j] = sg + x * e * r * r
+    elif code == SOFTSIGN:
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                d = 1.0 + abs(x)
+                out[i, j] = x / d
+                dp[i, j] = 1.0 / (d * d)
+    else:
+        for i in range(B):
+            for j in range(n):
+                out[i, j] = u[i, j]
+                dp[i, j] = 1.0
+
+
+@_kernel
+def act_backward_dp(code, u, slopes, dp, g, gu, dslopes):
+    """gu = g * phi'(u) from the stored dp; for PReLU also dslopes[j] = sum_b g min(u, 0)."""
+    B, n = u.shape
+    for i in range(B):
+        for j in range(n):
+            gu[i, j] = g[i, j] * dp[i, j]
+    if code == PRELU:
+        for j in range(n):
+            dslopes[j] = 0.0
+        for i in range(B):
+            for j in range(n):
+                x = u[i, j]
+                if x <= 0:
+                    dslopes[j] += g[i, j] * x
+
+
+@_kernel
 def act_forward(code, u, slopes, out):
     """out = phi(u) elementwise; u, out (B, n); slopes (n,) for PReLU (ignored otherwise)."""
-    B, n = u.shape
-    for b in range(B):
-        for j in range(n):
-            out[b, j] = phi(code, u[b, j], slopes[j] if code == PRELU else 0.0)
+    act_forward_dp(code, u, slopes, out, np.empty_like(out))
 
 
 @_kernel
 def act_backward(code, u, slopes, g, gu, dslopes):
     """gu = g * phi'(u); for PReLU also dslopes[j] = sum_b g * min(u, 0)."""
-    B, n = u.shape
-    if code == PRELU:
-        for j in range(n):
-            dslopes[j] = 0.0
-    for b in range(B):
-        for j in range(n):
-            x = u[b, j]
-            if code == PRELU:
-                gu[b, j] = g[b, j] * (1.0 if x > 0 else slopes[j])
-                if x <= 0:
-                    dslopes[j] += g[b, j] * x
-            else:
-                gu[b, j] = g[b, j] * dphi(code, x, 0.0)
+    dp = np.empty_like(gu)
+    act_forward_dp(code, u, slopes, np.empty_like(gu), dp)
+    act_backward_dp(code, u, slopes, dp, g, gu, dslopes)
 
 
 # ---------------------------------------------------------------------------
@@ -320,12 +411,13 @@ def _vec(buf, off, n):
     return buf[off:off + n]
 
 
-@_kernel
+@_reduction
 def _norm2(x):
     # square in float64: a finite float32 above 1.8e19 would overflow to inf in float32
     s = 0.0
-    for v in x.ravel():
-        w = np.float64(v)
+    y = x.ravel()
+    for i in range(y.shape[0]):
+        w = np.float64(y[i])
         s += w * w
     return s
 
@@ -367,24 +459,21 @@ def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
             _vec(running, lay[k, C_RVAR], n), training)
     a = _mat(ws, lay[k, C_A] * B, B, n)
     slopes = _vec(params, max(lay[k, C_ALPHA], 0), n if lay[k, C_ALPHA] >= 0 else 0)
-    act_forward(code, u, slopes, a)
+    dp = _mat(ws, lay[k, C_DP] * B, B, n)
+    act_forward_dp(code, u, slopes, a, dp)
     # unit statistics of phi itself, before skips are added (training batches only:
     # evaluation, e.g. the decision-boundary grid, does not need them)
     dead = 0
     sat = 0
-    if training:
-        saturating = code == SIGMOID or code == TANH or code == SOFTSIGN
-        alive = np.zeros(n, np.bool_)
+    saturating = code == SIGMOID or code == TANH or code == SOFTSIGN
+    if training and (saturating or code == RELU):
         dsum = np.zeros(n)
         for i in range(B):
             for j in range(n):
-                x = u[i, j]
-                if x > 0:
-                    alive[j] = True
-                if saturating:
-                    dsum[j] += dphi(code, x, 0.0)
+                dsum[j] += dp[i, j]
         for j in range(n):
-            if code == RELU and not alive[j]:
+            # a ReLU unit is dead when phi' = 0 for the whole batch
+            if code == RELU and dsum[j] == 0.0:
                 dead += 1
             if saturating and dsum[j] / B < SATURATION_THRESHOLD:
                 sat += 1
@@ -422,9 +511,9 @@ def forward_layer(k, lay, skp, params, ws, running, B, training, stats):
 
 
 @_kernel
-def loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx):
+def loss_and_delta(lay, skp, ws, B, L, loss_code, labels, targets, idx):
     """Loss of the output o = a_{L+1}, writes delta_{L+1} = dL/do and clears
-    the dL/da accumulators of layers 1..L for the backward pass.
+    the dL/da accumulators of the layers that skip links start from.
     Returns (loss, number correct)."""
     K = lay[L + 1, C_WIDTH]
     o = _mat(ws, lay[L + 1, C_A] * B, B, K)
@@ -433,10 +522,21 @@ def loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx):
         loss, correct = softmax_xent(o, labels, idx, delta)
     else:
         loss, correct = mse_loss(o, targets, labels, idx, delta)
+    # Only layers that feed a skip link collect dL/da from more than one place;
+    # every other layer's dL/da is written whole by the dense step above it.
     for k in range(1, L + 1):
-        g = _vec(ws, lay[k, C_G] * B, B * lay[k, C_WIDTH])
-        g[:] = 0.0
+        if _is_skip_source(skp, k):
+            g = _vec(ws, lay[k, C_G] * B, B * lay[k, C_WIDTH])
+            g[:] = 0.0
     return loss, correct
+
+
+@_kernel
+def _is_skip_source(skp, k):
+    for s in range(skp.shape[0]):
+        if skp[s, 0] == k:
+            return True
+    return False
 
 
 @_kernel
@@ -454,7 +554,8 @@ def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
         has_alpha = lay[k, C_ALPHA] >= 0
         slopes = _vec(params, max(lay[k, C_ALPHA], 0), n if has_alpha else 0)
         dslopes = _vec(grads, max(lay[k, C_ALPHA], 0), n if has_alpha else 0)
-        act_backward(lay[k, C_ACT], u, slopes, g, gu, dslopes)
+        act_backward_dp(lay[k, C_ACT], u, slopes, _mat(ws, lay[k, C_DP] * B, B, n), g, gu,
+                        dslopes)
         if lay[k, C_BN] == 1:
             batchnorm_backward(
                 gu, _mat(ws, lay[k, C_XHAT] * B, B, n), _vec(ws, lay[k, C_ISTD] * B, n),
@@ -489,7 +590,11 @@ def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
     db = _vec(grads, lay[k, C_B], n)
     g_prev = _mat(ws, lay[k - 1, C_G] * B, B, n_in)
     tmp = _mat(ws, lay[k - 1, C_TMP] * B, B, n_in)
-    dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, k >= 2)
+    if k >= 2 and not _is_skip_source(skp, k - 1):
+        dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, False)
+        np.dot(delta, W.T, g_prev)
+    else:
+        dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, k >= 2)
     dn = math.sqrt(_norm2(delta))
     gw = math.sqrt(_norm2(dW))
     stats[k, S_DELTA] = dn
@@ -503,6 +608,78 @@ def global_grad_norm(grads):
     return math.sqrt(_norm2(grads))
 
 
+@_reduction
+def _update_range(opt, params, grads, m1, m2, lr, mu, b1, b2, eps, wd, cv, c1, c2, scale, fmax):
+    """The optimizer step for one run of the buffer (see update_params), given as equal
+    slices. One loop per optimizer, free of branches so it vectorizes (indices run
+    from 0: a loop from an arbitrary offset keeps numba's negative-index check and
+    does not vectorize). An element whose new value would not be finite (or would
+    overflow the array's dtype, |p| > fmax) keeps its old value.
+    Returns (sum of squared steps, number of elements kept back)."""
+    ss = 0.0
+    nbad = 0
+    n = params.shape[0]
+    if opt == OPT_SGD:
+        for i in range(n):
+            p = params[i]
+            g = grads[i] * scale
+            if cv > 0.0:
+                g = min(max(g, -cv), cv)
+            step = lr * (g + wd * p)
+            q = p - step
+            ok = abs(q) <= fmax  # False for NaN and Inf too
+            params[i] = q if ok else p
+            nbad += 1 - ok
+            ss += step * step if ok else 0.0
+    elif opt == OPT_MOMENTUM:
+        for i in range(n):
+            p = params[i]
+            g = grads[i] * scale
+            if cv > 0.0:
+                g = min(max(g, -cv), cv)
+            v = mu * m1[i] + g + wd * p
+            m1[i] = v
+            step = lr * v
+            q = p - step
+            ok = abs(q) <= fmax
+            params[i] = q if ok else p
+            nbad += 1 - ok
+            ss += step * step if ok else 0.0
+    elif opt == OPT_RMSPROP:
+        for i in range(n):
+            p = params[i]
+            g = grads[i] * scale
+            if cv > 0.0:
+                g = min(max(g, -cv), cv)
+            g += wd * p
+            v2 = b2 * m2[i] + (1.0 - b2) * g * g
+            m2[i] = v2
+            step = lr * g / (math.sqrt(v2) + eps)
+            q = p - step
+            ok = abs(q) <= fmax
+            params[i] = q if ok else p
+            nbad += 1 - ok
+            ss += step * step if ok else 0.0
+    else:
+        for i in range(n):
+            p = params[i]
+            g = grads[i] * scale
+            if cv > 0.0:
+                g = min(max(g, -cv), cv)
+            g += wd * p
+            v = b1 * m1[i] + (1.0 - b1) * g
+            v2 = b2 * m2[i] + (1.0 - b2) * g * g
+            m1[i] = v
+            m2[i] = v2
+            step = lr * (v / c1) / (math.sqrt(v2 / c2) + eps)
+            q = p - step
+            ok = abs(q) <= fmax
+            params[i] = q if ok else p
+            nbad += 1 - ok
+            ss += step * step if ok else 0.0
+    return ss, nbad
+
+
 @_kernel
 def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq, grad_scale):
     """One optimizer step over the flat parameter buffer.
@@ -513,54 +690,52 @@ def update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd
     RMSprop: s = rho s + (1 - rho) g^2, p -= lr g / (sqrt(s) + eps);
     Adam (Kingma & Ba 2015) with bias correction at step t.
     upd_sq[k] collects ||step||^2 of the weights W_k (elem_layer maps elements to k).
-    Returns the index of the first element whose new value would not be finite
-    (that element keeps its old value), or -1."""
+    Returns the start of the first run (one layer's weights, or its other
+    parameters) in which a new value would not have been finite, or -1; such
+    elements keep their old values."""
     lr = hyper[H_LR]
-    mu = hyper[H_MOMENTUM]
-    b1 = hyper[H_BETA1]
-    b2 = hyper[H_BETA2]
-    eps = hyper[H_EPS]
     wd = hyper[H_WD]
-    cv = hyper[H_CLIP_VALUE]
     t = hyper[H_T]
+    c1 = 1.0 - hyper[H_BETA1] ** t
+    c2 = 1.0 - hyper[H_BETA2] ** t
+    fmax = 3.4028234663852886e38 if params.itemsize == 4 else 1.7976931348623157e308
     for k in range(upd_sq.shape[0]):
         upd_sq[k] = 0.0
     bad = -1
-    c1 = 1.0 - b1 ** t
-    c2 = 1.0 - b2 ** t
-    for i in range(params.shape[0]):
-        g = grads[i] * grad_scale
-        if cv > 0.0:
-            if g > cv:
-                g = cv
-            elif g < -cv:
-                g = -cv
-        if wd != 0.0 and decay_mask[i] != 0:
-            g += wd * params[i]
-        if opt == OPT_SGD:
-            step = lr * g
-        elif opt == OPT_MOMENTUM:
-            m1[i] = mu * m1[i] + g
-            step = lr * m1[i]
-        elif opt == OPT_RMSPROP:
-            m2[i] = b2 * m2[i] + (1.0 - b2) * g * g
-            step = lr * g / (math.sqrt(m2[i]) + eps)
-        else:
-            m1[i] = b1 * m1[i] + (1.0 - b1) * g
-            m2[i] = b2 * m2[i] + (1.0 - b2) * g * g
-            step = lr * (m1[i] / c1) / (math.sqrt(m2[i] / c2) + eps)
-        old = params[i]
-        params[i] -= step
-        if not math.isfinite(params[i]):
-            # never store a non-finite weight: training stops on the last finite values
-            params[i] = old
-            if bad < 0:
-                bad = i
-            continue
-        k = elem_layer[i]
+    n = params.shape[0]
+    lo = 0
+    # walk the buffer in runs of one layer and one decay setting
+    while lo < n:
+        k = elem_layer[lo]
+        d = decay_mask[lo]
+        hi = lo + 1
+        while hi < n and elem_layer[hi] == k and decay_mask[hi] == d:
+            hi += 1
+        ss, nbad = _update_range(opt, params[lo:hi], grads[lo:hi], m1[lo:hi], m2[lo:hi], lr,
+                                 hyper[H_MOMENTUM], hyper[H_BETA1], hyper[H_BETA2],
+                                 hyper[H_EPS], wd if d != 0 else 0.0, hyper[H_CLIP_VALUE], c1,
+                                 c2, grad_scale, fmax)
         if k >= 0:
-            upd_sq[k] += step * step
+            upd_sq[k] += ss
+        if nbad > 0 and bad < 0:
+            bad = lo  # the run lies in one layer, which is what the report names
+        lo = hi
     return bad
+
+
+@_reduction
+def _weight_sums(w, w0):
+    """(sum w^2, sum (w - w0)^2, sum w0^2) in float64."""
+    s = 0.0
+    c = 0.0
+    s0 = 0.0
+    for i in range(w.shape[0]):
+        a = np.float64(w[i])  # float64: finite float32 squares can overflow float32
+        b = np.float64(w0[i])
+        s += a * a
+        c += (a - b) * (a - b)
+        s0 += b * b
+    return s, c, s0
 
 
 @_kernel
@@ -571,16 +746,7 @@ def weight_stats(lay, params, params0, L, stats):
     for k in range(1, L + 2):
         size = lay[k - 1, C_WIDTH] * lay[k, C_WIDTH]
         off = lay[k, C_W]
-        s = 0.0
-        c = 0.0
-        s0 = 0.0
-        for i in range(off, off + size):
-            w = np.float64(params[i])  # float64, as in _norm2
-            w0 = np.float64(params0[i])
-            d = w - w0
-            s += w * w
-            c += d * d
-            s0 += w0 * w0
+        s, c, s0 = _weight_sums(params[off:off + size], params0[off:off + size])
         stats[k, S_W] = math.sqrt(s)
         stats[k, S_CHANGE] = math.sqrt(c)
         stats[k, S_W0] = math.sqrt(s0)
@@ -604,6 +770,56 @@ def backward_pass(lay, skp, params, grads, ws, B, L, stats):
         if not backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
             return k
     return 0
+
+
+@_kernel
+def _update_block(opt, params, grads, m1, m2, lo, hi, hyper, decay, c1, c2, scale, fmax):
+    return _update_range(opt, params[lo:hi], grads[lo:hi], m1[lo:hi], m2[lo:hi], hyper[H_LR],
+                         hyper[H_MOMENTUM], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS],
+                         hyper[H_WD] if decay else 0.0, hyper[H_CLIP_VALUE], c1, c2, scale,
+                         fmax)
+
+
+@_kernel
+def update_by_layout(opt, lay, skp, L, params, grads, m1, m2, hyper, upd_sq, scale):
+    """update_params, walking the parameter blocks the layout describes (W_k; the
+    rest of layer k; each projection) instead of scanning per-element tables.
+    Returns the start of the first block with a kept-back element, or -1."""
+    t = hyper[H_T]
+    c1 = 1.0 - hyper[H_BETA1] ** t
+    c2 = 1.0 - hyper[H_BETA2] ** t
+    fmax = 3.4028234663852886e38 if params.itemsize == 4 else 1.7976931348623157e308
+    n = params.shape[0]
+    first_p = n
+    for s in range(skp.shape[0]):
+        if skp[s, 2] >= 0:
+            first_p = min(first_p, skp[s, 2])
+    bad = -1
+    for k in range(L + 2):
+        upd_sq[k] = 0.0
+    for k in range(1, L + 2):
+        w_lo = lay[k, C_W]
+        w_hi = w_lo + lay[k - 1, C_WIDTH] * lay[k, C_WIDTH]
+        rest_hi = lay[k + 1, C_W] if k <= L else first_p
+        ss, nbad = _update_block(opt, params, grads, m1, m2, w_lo, w_hi, hyper, True, c1, c2,
+                                 scale, fmax)
+        upd_sq[k] = ss
+        if nbad > 0 and bad < 0:
+            bad = w_lo
+        ss, nbad = _update_block(opt, params, grads, m1, m2, w_hi, rest_hi, hyper, False, c1,
+                                 c2, scale, fmax)
+        if nbad > 0 and bad < 0:
+            bad = w_hi
+    for s in range(skp.shape[0]):
+        lo = skp[s, 2]
+        if lo < 0:
+            continue
+        hi = lo + lay[skp[s, 0], C_WIDTH] * lay[skp[s, 1], C_WIDTH]
+        ss, nbad = _update_block(opt, params, grads, m1, m2, lo, hi, hyper, True, c1, c2, scale,
+                                 fmax)
+        if nbad > 0 and bad < 0:
+            bad = lo
+    return bad
 
 
 @_kernel
@@ -633,8 +849,7 @@ def apply_update(opt, lay, skp, params, grads, m1, m2, params0, hyper, decay_mas
         if gn > hyper[H_CLIP_NORM]:
             # Pascanu et al. 2013: g <- theta g / ||g||
             scale = hyper[H_CLIP_NORM] / gn
-    bad = update_params(opt, params, grads, m1, m2, hyper, decay_mask, elem_layer, upd_sq,
-                        scale)
+    bad = update_by_layout(opt, lay, skp, L, params, grads, m1, m2, hyper, upd_sq, scale)
     for k in range(1, L + 2):
         stats[k, S_UPDATE] = math.sqrt(upd_sq[k])
     weight_stats(lay, params, params0, L, stats)
@@ -654,7 +869,7 @@ def train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask
     bad = forward_pass(lay, skp, params, ws, running, B, L, True, stats)
     if bad:
         return ST_FORWARD * 10000 + bad
-    loss, correct = loss_and_delta(lay, ws, B, L, loss_code, labels, targets, idx)
+    loss, correct = loss_and_delta(lay, skp, ws, B, L, loss_code, labels, targets, idx)
     out[0] = loss
     out[1] = correct
     if not math.isfinite(loss):

@@ -130,6 +130,7 @@ class Network:
                 lay[k, K.C_ALPHA] = param(f"alpha{k}", (n,))
             lay[k, K.C_Z] = block(n)
             lay[k, K.C_D] = block(n)
+            lay[k, K.C_DP] = block(n)
             if bn:
                 lay[k, K.C_U] = block(n)
                 lay[k, K.C_GU] = block(n)
@@ -223,8 +224,8 @@ class Network:
                                self.batch_size, training, self.stats)
 
     def loss(self, loss_code, labels, targets, idx):
-        loss, correct = K.loss_and_delta(self.lay, self._ws, self.batch_size, self.L, loss_code,
-                                         labels, targets, idx)
+        loss, correct = K.loss_and_delta(self.lay, self.skp, self._ws, self.batch_size, self.L,
+                                         loss_code, labels, targets, idx)
         return loss, correct
 
     def backward_layer(self, k: int) -> bool:

@@ -83,11 +83,14 @@ class Simulation:
 
     def _prepare_data(self) -> None:
         ds = self.dataset
-        self._X = np.ascontiguousarray(ds.X_train, dtype=self.dtype)
-        self._Xtest = np.ascontiguousarray(ds.X_test, dtype=self.dtype)
+        # writable copies: read-only arrays would make numba compile a second
+        # specialization of every kernel
+        self._X = np.array(ds.X_train, dtype=self.dtype, order="C", copy=True)
+        self._Xtest = np.array(ds.X_test, dtype=self.dtype, order="C", copy=True)
         net_like = Network.__new__(Network)  # only for prepare_targets' rules
         net_like.spec, net_like.dtype = self._experiment.network, self.dtype
-        self._labels, self._targets = Network.prepare_targets(net_like, ds.y_train)
+        self._labels, self._targets = (np.array(a, copy=True) for a in
+                                       Network.prepare_targets(net_like, ds.y_train))
         self._test_labels, self._test_targets = Network.prepare_targets(net_like, ds.y_test)
 
     def _new_network(self, net: Network, keep_optimizer_from: Network | None = None,

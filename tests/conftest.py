@@ -6,8 +6,9 @@ imports PySide6 at module level: the simulator's tests must run without it.
 
 Qt tests carry ``@pytest.mark.qt``. For them an autouse fixture checks, after
 pytest-qt has closed the widgets the test registered with ``qtbot.addWidget``,
-that no other top-level widget is left over (a leak), closes any it finds and
-fails the test. Settings always go to a temporary file, never the user's.
+that no other new top-level window is left open (a leak: neither registered nor
+owned by a registered widget), closes any it finds and fails the test. Settings
+always go to a temporary file, never the user's.
 """
 
 from __future__ import annotations
@@ -47,27 +48,13 @@ def _key(widget) -> int:
     return shiboken6.getCppPointer(widget)[0]
 
 
-def _flush_deletes(app, collect: bool = True) -> None:
-    """Run pending deleteLater()s, and collect Python cycles: pyqtgraph's context menus
-    are parentless QMenus owned by their (cyclic) Python items."""
-    import gc
-
-    from PySide6.QtCore import QCoreApplication, QEvent
-
-    def flush_events():
-        for _ in range(2):
-            app.processEvents()
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-
-    flush_events()
-    if collect:
-        gc.collect()
-        flush_events()
-
-
-def _new_windows(app, before: set) -> list:
-    return [w for w in app.topLevelWidgets()
-            if _key(w) not in before and w.metaObject().className() not in _QT_INTERNAL_WINDOWS]
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    # Note the widgets the test gave to qtbot.addWidget before pytest-qt closes them
+    # (and forgets them): those, and the windows they own, are not leaks.
+    refs = getattr(item, "qt_widgets", None) or []
+    item.gfl_registered = {_key(w) for w in (ref() for ref, _ in refs) if w is not None}
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -76,6 +63,26 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.gfl_call_failed = report.failed
     return report
+
+
+def _leaked_windows(app, before: set, registered: set) -> list:
+    """New top-level windows still open that no widget registered with qtbot owns.
+
+    pytest-qt closes registered widgets and deleteLater()s them, but outside an event
+    loop nothing is deleted yet, so ownership decides, not existence. Hidden widgets
+    are not counted: pyqtgraph keeps parentless, never-shown menus and control panels
+    alive for as long as their plot items live."""
+    leaked = []
+    for w in app.topLevelWidgets():
+        if (_key(w) in before or not w.isVisible()
+                or w.metaObject().className() in _QT_INTERNAL_WINDOWS):
+            continue
+        owner = w
+        while owner is not None and _key(owner) not in registered:
+            owner = owner.parentWidget()
+        if owner is None:
+            leaked.append(w)
+    return leaked
 
 
 @pytest.fixture(autouse=True)
@@ -88,22 +95,13 @@ def _qt_window_guard(request):
     app = request.getfixturevalue("qapp")
     before = {_key(w) for w in app.topLevelWidgets()}
     yield
-    # pytest keeps the test's fixture values until the very end of teardown; a deleted
-    # window's Python side would keep pyqtgraph's parentless menus alive until then
-    funcargs = getattr(request.node, "funcargs", None)
-    if isinstance(funcargs, dict):
-        funcargs.clear()
-    _flush_deletes(app, collect=False)
-    if _new_windows(app, before):  # perhaps only waiting for the garbage collector
-        _flush_deletes(app)
-    leaked = _new_windows(app, before)
+    app.processEvents()
+    leaked = _leaked_windows(app, before, getattr(request.node, "gfl_registered", set()))
     names = [f"{w.metaObject().className()}({w.objectName() or w.windowTitle()!r})"
              for w in leaked]
     for w in leaked:
         w.close()
         w.deleteLater()
-    if leaked:
-        _flush_deletes(app)
     # a failed test's traceback keeps its widgets alive: that is not a leak of its own
     if leaked and not getattr(request.node, "gfl_call_failed", False):
         pytest.fail(f"the test left top-level widgets behind: {', '.join(names)}; "

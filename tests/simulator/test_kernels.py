@@ -547,7 +547,7 @@ def test_forward_and_backward_pass_match_twin(dtype, loss):
         for k in range(1, net.L + 2):
             assert_twin(net.block(k, K.C_A), fw["a"][k], dtype, rtol=tol)
             assert stats[k, K.S_ACT_MEAN] == pytest.approx(fw["a"][k].mean(), abs=1e-4)
-        loss_value, _ = K.loss_and_delta(net.lay, net._ws, B, net.L, net.loss_code, labels,
+        loss_value, _ = K.loss_and_delta(net.lay, net.skp, net._ws, B, net.L, net.loss_code, labels,
                                          targets, idx)
         assert K.backward_pass(net.lay, net.skp, net.params_flat, net.grads_flat, net._ws, B,
                                net.L, stats) == 0

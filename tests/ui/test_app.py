@@ -76,7 +76,7 @@ def deep_sigmoid() -> Experiment:
 
 
 def click_menu_path(qtbot, window, *texts: str) -> None:
-    """Open the menu bar's menu ``texts[0]`` with the mouse, then click through the
+    """Open the menu bar's menu ``texts[0]`` with the mouse, then go through the
     (sub)menu entries named by the other texts, the way a user does."""
     bar = window.menuBar()
     top = next(a for a in bar.actions() if a.text().replace("&", "") == texts[0])
@@ -86,10 +86,18 @@ def click_menu_path(qtbot, window, *texts: str) -> None:
         menu = QApplication.activePopupWidget()
         action = next(a for a in menu.actions() if a.text().replace("&", "") == text)
         submenu = action.menu()
-        QTest.mouseClick(menu, Qt.MouseButton.LeftButton,
-                         pos=menu.actionGeometry(action).center())
-        if submenu is not None:
-            qtbot.waitUntil(lambda m=submenu: QApplication.activePopupWidget() is m)
+        if submenu is None:
+            QTest.mouseClick(menu, Qt.MouseButton.LeftButton,
+                             pos=menu.actionGeometry(action).center())
+            continue
+        # into a submenu with the keyboard (Down to it, then Right): a click opens it on
+        # some platforms and toggles it shut again on others
+        for _ in range(len(menu.actions())):
+            if menu.activeAction() is action:
+                break
+            QTest.keyClick(menu, Qt.Key.Key_Down)
+        QTest.keyClick(menu, Qt.Key.Key_Right)
+        qtbot.waitUntil(lambda m=submenu: QApplication.activePopupWidget() is m)
     qtbot.waitUntil(lambda: QApplication.activePopupWidget() is None)
 
 
@@ -248,6 +256,24 @@ def test_dropping_a_palette_chip_on_a_layer(qtbot, window, controller):
     all_target = canvas.mapFromScene(canvas._drop_all.sceneBoundingRect().center())
     drop_chip(canvas, window.controls.chips["selu"], all_target)
     assert {h.activation for h in controller.sim.spec.hidden} == {"selu"}
+
+
+def test_steps_per_second_while_playing(qtbot, window, controller):
+    controller.set_speed("quick")
+    controller.play()
+    controller.rate_changed.emit(123.4)
+    assert window.status["rate"].text() == "123 steps/s"
+    controller.pause()
+    assert window.status["rate"].text() == ""
+
+
+def test_ctrl_q_quits_and_saves_the_layout(qtbot, window, controller, settings):
+    target = focus_canvas(qtbot, window)
+    controller.play()
+    QTest.keyClick(target, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert not window.isVisible()
+    assert not controller.is_playing
+    assert settings.value("window/state") is not None
 
 
 # -- keyboard shortcuts, with the focus in the canvas ----------------------------------------

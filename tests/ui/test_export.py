@@ -710,8 +710,13 @@ def test_cli_exports_each_format(tmp_path, experiment_file, fmt, name):
 
 
 @pytest.mark.slow
-def test_cli_png_frames_match_the_in_process_export(tmp_path, experiment_file,
+def test_cli_png_frames_match_the_in_process_export(qapp, tmp_path, experiment_file,
                                                     make_controller):
+    """The command draws exactly what the app draws: same views, same theme (which the
+    command applies to its own application, as the app does)."""
+    from ui.export import apply_app_theme
+
+    apply_app_theme(qapp)
     r = run_cli("--experiment", experiment_file, "--steps", 2, "--size", "320x180",
                 "--view", "composed", "--format", "png", "--out", tmp_path / "cli")
     assert r.returncode == 0, r.stderr
@@ -804,3 +809,25 @@ def test_window_capture_follows_the_users_dock_layout(qtbot, window, out_dir):
     finally:
         capture.close()
         window.docks["dock_history"].setFloating(False)
+
+
+def test_export_action_waits_for_the_simulation(qtbot, tiny_experiment, settings):
+    """The app builds the simulation in the background: Export is enabled once it exists."""
+    from PySide6.QtGui import QAction
+
+    from ui.app import MainWindow
+    from ui.commands import Editor
+    from ui.controller import SimulationController
+    from ui.export import install_export_action
+
+    controller = SimulationController(tiny_experiment, build_now=False)
+    window = MainWindow(controller, Editor(controller), settings)
+    qtbot.addWidget(window)
+    install_export_action(window)
+    action = window.findChild(QAction, "action_export")
+    assert not action.isEnabled()
+    with qtbot.waitSignal(controller.ready, timeout=120_000):
+        controller.build_in_background()
+    assert action.isEnabled()
+    controller.shutdown()
+    controller.deleteLater()
