@@ -26,6 +26,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/core.py
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/ui.py
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/export.py
+
+# the README's pictures, from the real window on a virtual X server
+screenshots: $(STAMP)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

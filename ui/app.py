@@ -286,6 +286,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._connect()
         self._set_sim_actions_enabled(controller.is_ready)
+        from .export import install_export_action  # ui.export builds MainWindows itself
+
+        self.exporter = install_export_action(self)
 
     # -- construction ---------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:

@@ -110,7 +110,9 @@ def test_title_docks_and_panels(window):
         assert dock.widget() is not None
     assert window.centralWidget().isAncestorOf(window.canvas)
     export = window.findChild(type(window.action_open), "action_export")
-    assert export is not None and not export.isEnabled()
+    # File > Export animation is live once the simulation exists (ui.export wires it)
+    assert export is not None and export.isEnabled()
+    assert export.shortcut().toString() == "Ctrl+E"
 
 
 def test_dock_toggles_from_the_view_menu(qtbot, window):

@@ -549,3 +549,24 @@ def test_diagnosis_shows_divergence_prominently(qtbot, qapp):
     canvas.grab()
     c.shutdown()
     c.deleteLater()
+
+
+def test_a_tooltip_event_on_the_viewport_shows_the_layer_text(qtbot, ctl):
+    """The real hover path: a ToolTip event on the viewport goes through the canvas's
+    event filter, which shows the same text tooltip_at computes."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    canvas = NetworkCanvas(ctl)
+    qtbot.addWidget(canvas)
+    canvas.resize(900, 500)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    ctl.step()
+    pos = canvas.layer_pos(2)
+    event = QHelpEvent(QEvent.Type.ToolTip, pos, canvas.viewport().mapToGlobal(pos))
+    QApplication.sendEvent(canvas.viewport(), event)
+    assert QToolTip.isVisible()
+    assert QToolTip.text() == canvas.tooltip_at(pos)
+    QToolTip.hideText()

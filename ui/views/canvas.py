@@ -21,7 +21,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph import functions as fn
 from pyqtgraph.Qt import internals as Qt_internals
-from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QObject, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QActionGroup,
     QBrush,
@@ -559,6 +559,8 @@ class NetworkCanvas(pg.GraphicsView):
         self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 14pt;")
         self._placeholder.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
+        self._tooltip_filter = _TooltipFilter(self)
+        self.viewport().installEventFilter(self._tooltip_filter)
         self._subs = C.Subscriptions()
         self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
         self._subs.connect(controller.structure_changed, self._on_structure_changed)
@@ -595,8 +597,10 @@ class NetworkCanvas(pg.GraphicsView):
         if self._menu is not None:
             self._menu.deleteLater()
             self._menu = None
-        # Not pg.GraphicsView.close(): it destroys the viewport while Qt still routes its
-        # events through viewportEvent (overridden here), which crashes. The scene goes
+        # Hover text comes through an event filter (not a Python viewportEvent override),
+        # removed here so no Python code runs on a viewport being torn down.
+        self.viewport().removeEventFilter(self._tooltip_filter)
+        # Not pg.GraphicsView.close(): it destroys the viewport itself; the scene goes
         # with the widget when it is deleted.
         return QGraphicsView.close(self)
 
@@ -1043,15 +1047,12 @@ class NetworkCanvas(pg.GraphicsView):
         self.activation_requested.emit(target, name)
 
     # -- hover read-outs -----------------------------------------------------------------
-    def viewportEvent(self, ev) -> bool:
-        if ev.type() == QEvent.Type.ToolTip:
-            text = self.tooltip_at(ev.pos())
-            if text:
-                QToolTip.showText(ev.globalPos(), text, self.viewport())
-            else:
-                QToolTip.hideText()
-            return True
-        return super().viewportEvent(ev)
+    def _show_tooltip(self, ev) -> None:
+        text = self.tooltip_at(ev.pos())
+        if text:
+            QToolTip.showText(ev.globalPos(), text, self.viewport())
+        else:
+            QToolTip.hideText()
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
@@ -1119,3 +1120,17 @@ class NetworkCanvas(pg.GraphicsView):
                 if a.ndim == 2 and a.shape[1] > unit and a.shape[0]:
                     text += f"\nmean activation = {float(a[:, unit].mean()):.3g}"
         return text
+
+
+class _TooltipFilter(QObject):
+    """Shows the canvas's hover text for ToolTip events on its viewport."""
+
+    def __init__(self, canvas):
+        super().__init__(canvas)
+        self._canvas = canvas
+
+    def eventFilter(self, obj, ev) -> bool:
+        if ev.type() == QEvent.Type.ToolTip:
+            self._canvas._show_tooltip(ev)
+            return True
+        return False

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QStackedLayout,
     QToolButton,
     QVBoxLayout,
@@ -52,6 +53,7 @@ class GradientFlowView(QWidget):
         self.mode = "delta"
         self._spec = None
         self._theory = None  # (spec, MeanFieldPrediction or None, caveat text)
+        self._plain_chain = True  # the prediction line is drawn solid
         self._n = 0
 
         self._buttons = {}
@@ -75,6 +77,8 @@ class GradientFlowView(QWidget):
         self._caveat = QLabel("")
         self._caveat.setStyleSheet(f"color: {C.MUTED}; font-size: 8pt;")
         self._caveat.setWordWrap(False)
+        # never widen the dock: the text is clipped and the whole of it is in the tooltip
+        self._caveat.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(self._caveat, 1)
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
@@ -160,8 +164,8 @@ class GradientFlowView(QWidget):
         except (ValueError, ArithmeticError) as e:  # no prediction rather than no panel
             mf, caveats = None, [f"No mean-field prediction: {e}"]
         if mf is not None:
-            head = (f"mean field: \u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
-                    f"{mf.depth_scale:.3g} layers")
+            head = (f"\u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
+                    f"{mf.depth_scale:.3g}")
             caveats.insert(0, head)
         self._theory = (spec, mf, caveats)
         return mf, caveats
@@ -204,6 +208,21 @@ class GradientFlowView(QWidget):
         bad = ~finite
         self.floor_marks.setData(x=x[bad], y=np.full(int(bad.sum()), lo + 0.15))
         if pred is not None:
+            # the theory covers a plain chain of layers: with skip links or batch norm the
+            # line is only a reference for "what this net would do without them"
+            plain = not snapshot.spec.skips and not any(h.batchnorm for h in snapshot.spec.hidden)
+            if plain != self._plain_chain:
+                self._plain_chain = plain
+                style = Qt.PenStyle.SolidLine if plain else Qt.PenStyle.DashLine
+                color = pg.mkColor(C.PREDICTION)
+                if not plain:
+                    color.setAlpha(140)
+                self.prediction.setPen(pg.mkPen(color, width=2, style=style))
+                self.prediction.setSymbolBrush(color)
+                for sample, label in self.legend.items:
+                    if sample.item is self.prediction:
+                        label.setText("mean-field prediction" if plain
+                                      else "mean field without skips / BN")
             self.prediction.setData(x, np.clip(pred, lo, None))
             self.prediction.show()
         else:
