@@ -212,7 +212,9 @@ class FrameSource:
 def _network_canvas(controller):
     from ui.views.canvas import NetworkCanvas
 
-    return NetworkCanvas(controller)
+    canvas = NetworkCanvas(controller)
+    canvas.set_drop_target_visible(False)  # an editing affordance, not part of a clip
+    return canvas
 
 
 def _gradient_flow(controller):

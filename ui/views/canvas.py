@@ -592,6 +592,12 @@ class NetworkCanvas(pg.GraphicsView):
     def _on_ready_changed(self) -> None:
         self._placeholder.setText("Building the network\u2026")
 
+    def set_drop_target_visible(self, on: bool) -> None:
+        """Show or hide the "All layers" drop bar (hidden in exported frames, where
+        nothing can be dropped)."""
+        self._drop_all.setVisible(on)
+        self._drop_all.setMaximumHeight(16777215 if on else 0)
+
     def close(self) -> bool:
         self._subs.disconnect_all()
         if self._menu is not None:
