@@ -486,15 +486,18 @@ def profile_core(cfg: Config, X, y, reps: int = 100) -> dict:
         W, b = net.params[f"W{k}"], net.params[f"b{k}"]
         dW, db = net.grad_arrays[f"W{k}"], net.grad_arrays[f"b{k}"]
         a_prev, z = net.block(k - 1, K.C_A), net.block(k, K.C_Z)
-        u, a, g, gu = (net.block(k, c) for c in (K.C_U, K.C_A, K.C_G, K.C_GU))
+        u, a, g, gu, dp = (net.block(k, c) for c in (K.C_U, K.C_A, K.C_G, K.C_GU, K.C_DP))
         g_prev, tmp = net.block(k - 1, K.C_G), net.block(k - 1, K.C_TMP)
         parts = {
             "forward_layer": lambda k=k: K.forward_layer(
                 k, net.lay, net.skp, net.params_flat, ws, net.running, B, True, st),
             "dense forward": lambda W=W, b=b, a_prev=a_prev, z=z: K.dense_forward(
                 a_prev, W, b, z),
-            "phi": lambda c=code, u=u, a=a: K.act_forward(c, u, empty, a),
-            "phi'": lambda c=code, u=u, g=g, gu=gu: K.act_backward(c, u, empty, g, gu, empty),
+            # the kernels forward_layer / backward_layer call: phi and phi' in one pass,
+            # then gu = g * phi' from the stored values
+            "phi": lambda c=code, u=u, a=a, dp=dp: K.act_forward_dp(c, u, empty, a, dp),
+            "phi'": lambda c=code, u=u, g=g, gu=gu, dp=dp: K.act_backward_dp(
+                c, u, empty, dp, g, gu, empty),
             "dense backward": lambda W=W, dW=dW, db=db, a_prev=a_prev, gu=gu, g_prev=g_prev,
             tmp=tmp: K.dense_backward(a_prev, W, gu, dW, db, g_prev, tmp, True),
         }
@@ -714,10 +717,11 @@ def render_profile(profiles: dict, failed: bool) -> list[str]:
         lines.append(f"| {cfg.label} | {p['run_total_us']:.0f} | {p['run_python_us']:.0f} "
                      f"({share:.0%}) | {ph['forward']:.0f} | {ph['loss']:.0f} | "
                      f"{ph['backward']:.0f} | {ph['update + weight stats']:.0f} |")
-    lines += ["", "One hidden layer, in µs per call: `phi` = act_forward, `unit stats` = the rest "
-              "of forward_layer (dead / saturated counts, which call phi' again, and mean/std), "
-              "`phi'` = act_backward; *elementwise* = phi + unit stats + phi' as a share of the "
-              "layer's forward and backward:", "",
+    lines += ["", "One hidden layer, in µs per call: `phi` = act_forward_dp (phi and phi' in "
+              "one pass), `unit stats` = the rest of forward_layer (dead / saturated counts "
+              "from the stored phi', mean/std), `phi'` = act_backward_dp (g * stored phi'); "
+              "*elementwise* = phi + unit stats + phi' as a share of the layer's forward and "
+              "backward:", "",
               "| network | activation | elements | dense forward | phi | unit stats | phi' | "
               "dense backward | elementwise |", "|---|---|" + "---:|" * 7]
     for cfg, p in profiles.items():
@@ -735,45 +739,14 @@ def render_profile(profiles: dict, failed: bool) -> list[str]:
 
 
 RECOMMENDATIONS = """\
-**Why the core misses its targets, and what would fix it.** The Python side of
-`Simulation.run` is a small part of a step (table above); the time goes into the
-kernel, and there mostly into the elementwise work per hidden layer, not into the
-matrix products (BLAS). Three changes in `simulator/kernels.py` (plus one layout
-column in `simulator/network.py`):
-
-1. *Evaluate each activation once per element, not three times.* `act_forward`
-   computes phi(u); `forward_layer`'s saturation count calls `dphi(u)` again (for
-   sigmoid and tanh another exp / tanh per element); `act_backward` calls `dphi(u)`
-   a third time. Store phi'(u) in a per-layer workspace block (a new `C_DPHI`
-   column) while computing phi, from the output itself (sigmoid' = a(1 - a),
-   tanh' = 1 - a^2, relu' = [u > 0]); `act_backward` then is `gu = g * dphi`, which
-   vectorizes, and the saturation count sums the stored values.
-2. *Hoist the activation branch out of the element loops.* `phi(code, x, slope)`
-   runs an 11-way `if` chain per element, which stops LLVM from vectorizing (ReLU's
-   phi alone takes longer than the layer's whole matrix product). One loop per
-   activation code, with the unit statistics (alive, sum of phi', sum and sum of
-   squares) accumulated per unit in that same row-major pass; today's statistics
-   loop walks the block a second time, column by column (`for j: for i: u[i, j]`).
-3. *Specialize `update_params`*: decide the optimizer, clipping and weight decay
-   once, outside the element loop, so plain SGD is a vectorized `p -= lr * g`; fuse
-   `weight_stats` into that pass and keep ||W_k(init)|| (constant until an edit or a
-   reset) instead of re-reading `params0` every step.
-
-A prototype of 1-3 for the benchmark's networks (dense layers and SGD only; not
-committed), whose per-layer statistics matched the core's to 1e-6, was timed
-interleaved with `core raw` and PyTorch (1 thread) on 2026-11-27 under the same
-machine load. It was 2.4x (30 x 32), 2.4x (10 x 16), 2.1x (100 x 16) and 2.3x
-(50 x 64) faster than today's kernel, that is 4.5x, 10.0x, 11.4x and 1.7x PyTorch
-on one thread: every PyTorch target, with room. Against numpy on 30 x 32 it reached
-about 2.1x, just at that target, because numpy evaluates tanh and exp with SIMD and
-numba (without Intel SVML here) calls the scalar libm per element; a vectorizable
-float32 tanh / exp (a clamped rational approximation, checked against the numpy
-twins in tests/simulator/test_kernels.py) would be the next step if more margin is
-wanted. With the kernel twice as fast, the Python side of `Simulation.run` doubles
-its share of a step: it is the per-step `_record` (an array and four divisions per
-step) and chunks that end at every `eval_every` (10) steps even when there is no
-held-out set; recording a whole chunk at once and chunking to `FUSED_CHUNK` when
-nothing is evaluated would remove most of it."""
+**Where to look when a target fails.** The tables above split a step into its
+kernel phases and one hidden layer into its parts. Elementwise work (phi, phi' and
+the unit statistics) is evaluated once per element in one loop per activation;
+sigmoid, tanh, ELU, GELU and SiLU still call the scalar libm per element (numba here
+has no SVML), which is where numpy's SIMD transcendental functions can catch up on
+small, tanh-heavy layers. The update and the norms vectorize (loops over slices
+from index 0, sums allowed to reassociate). If the Python side of `Simulation.run`
+grows, it is the per-step history record and the chunking at evaluation steps."""
 
 
 def write_doc(section: str, path: Path) -> None:
