@@ -458,15 +458,20 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.status = {}
-        for key, tip in (("step", "Completed training iterations"),
-                         ("phase", "What the last micro-step computed"),
-                         ("loss", "Training loss of the last batch"),
-                         ("accuracy", "Accuracy on the held-out points"),
-                         ("rate", "Training iterations per second")):
+        # (key, tooltip, the widest text expected): each label gets a fixed size, since a
+        # label that may grow re-lays out the whole window whenever its text changes
+        for key, tip, widest in (
+                ("step", "Completed training iterations", "Step 00000000"),
+                ("phase", "What the last micro-step computed", "backward · layer 0000"),
+                ("loss", "Training loss of the last batch", "Loss -0.00e+000"),
+                ("accuracy", "Accuracy on the held-out points", "Held-out 100.0%"),
+                ("rate", "Training iterations per second", "000,000 steps/s")):
             label = QLabel()
             label.setObjectName(f"status_{key}")
             label.setToolTip(tip)
             label.setContentsMargins(10, 0, 10, 0)
+            label.setFixedSize(label.fontMetrics().horizontalAdvance(widest) + 24,
+                               label.sizeHint().height())
             bar.addPermanentWidget(label)
             self.status[key] = label
         self.compiling_label = QLabel("Compiling kernels…")

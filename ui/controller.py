@@ -7,9 +7,14 @@ themselves. Every user edit goes through ``push_edit`` as an undoable command.
 Threads: stepping, micro-stepping and animated play run on the GUI thread in
 short slices (one tick is one micro-step or one iteration). Fast
 mode trains in a worker thread (the kernels release the GIL) and the GUI
-picks up the newest snapshot at ``FAST_FPS``. A lock guards the Simulation;
-the worker holds it only for one short chunk at a time, so an edit waits at
-most a few milliseconds.
+draws the newest snapshot, at most ``FAST_FPS`` times a second and only as
+often as keeps its own CPU time within ``FAST_GUI_SHARE`` (drawing competes with
+training for the CPUs: at 30 frames a second the window took a third of one).
+A lock guards the Simulation;
+the worker holds it only for one short chunk at a time, and hands it over
+between two chunks to a thread that waits for it (a plain lock lets the
+releasing thread take it straight back, which kept the window waiting for
+hundreds of milliseconds), so a view or an edit waits at most one chunk.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from PySide6.QtGui import QUndoStack
 from simulator.experiment import Experiment
 from simulator.simulation import Simulation
 
-FAST_CHUNK_SECONDS = 0.02  # worker: training time per lock hold
+FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a view waits
 FAST_FPS = 30
+FAST_GUI_SHARE = 0.15  # fast mode: the GUI thread's CPU time per second spent drawing, at most
 # play speeds: name -> (iterations per second, or None for fast mode); "micro" animates
 # every forward/backward layer at MICRO_RATE micro-steps per second.
 SPEEDS = {"slow": 2.0, "normal": 10.0, "quick": 60.0, "fast": None}
@@ -55,6 +61,10 @@ class SimulationController(QObject):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(200)
         self._lock = threading.RLock()
+        # taken before the lock (not when re-entering it): whoever waits for the lock
+        # is served before the worker's next chunk
+        self._turn = threading.Lock()
+        self._held = threading.local()  # per thread: how deep inside the lock it is
         self._selected = 0
         self._speed = "normal"
         self._micro = False  # animate micro-steps while playing
@@ -64,6 +74,11 @@ class SimulationController(QObject):
         self._clock.timeout.connect(self._on_tick)
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
+        self._newest = None  # the worker's snapshot not drawn yet (the worker makes no other)
+        self._frame_mark = None  # (wall, GUI thread CPU time) when the last fast frame began
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.timeout.connect(self._on_worker_snapshot)
         self._worker_snapshot.connect(self._on_worker_snapshot)
         self._rate_t0 = time.perf_counter()
         self._rate_steps = 0
@@ -78,7 +93,7 @@ class SimulationController(QObject):
         self._install(sim)
 
     def _install(self, sim: Simulation) -> None:
-        with self._lock:
+        with self._hold():
             self.sim = sim
         self._last_step_count = sim.step_count
         self.ready.emit()
@@ -121,8 +136,23 @@ class SimulationController(QObject):
     @contextmanager
     def locked(self):
         """Hold the simulation still (the worker pauses between chunks) while reading it."""
-        with self._lock:
+        with self._hold():
             yield self.sim
+
+    @contextmanager
+    def _hold(self):
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._lock.acquire()  # re-entering: no queueing behind others
+        else:
+            with self._turn:
+                self._lock.acquire()
+        self._held.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._held.depth = depth
+            self._lock.release()
 
     # -- selection ------------------------------------------------------------------
     @property
@@ -158,7 +188,7 @@ class SimulationController(QObject):
         if not self.is_ready:
             return
         self.pause()
-        with self._lock:
+        with self._hold():
             snap = self.sim.micro_step()
         self._publish(snap)
 
@@ -167,7 +197,7 @@ class SimulationController(QObject):
         if not self.is_ready:
             return
         self.pause()
-        with self._lock:
+        with self._hold():
             snap = self.sim.step()
         self._publish(snap)
 
@@ -175,7 +205,7 @@ class SimulationController(QObject):
         """n iterations at once on the GUI thread (tests, export)."""
         if not self.is_ready:
             return
-        with self._lock:
+        with self._hold():
             snap = self.sim.run(n)
         self._publish(snap)
 
@@ -183,7 +213,7 @@ class SimulationController(QObject):
         if not self.is_ready:
             return
         self.pause()
-        with self._lock:
+        with self._hold():
             snap = self.sim.reset()
         self.undo_stack.clear()
         self.structure_changed.emit(self.sim.spec)
@@ -251,7 +281,7 @@ class SimulationController(QObject):
         if not self._playing:
             return
         t0 = time.perf_counter()
-        with self._lock:
+        with self._hold():
             if self._micro:
                 snap = self.sim.micro_step()
             else:
@@ -264,15 +294,19 @@ class SimulationController(QObject):
     # -- fast mode worker ------------------------------------------------------------------
     def _start_worker(self) -> None:
         self._worker_stop.clear()
+        self._newest = None
+        self._frame_mark = None
         self._worker = threading.Thread(target=self._worker_loop, name="training", daemon=True)
         self._worker.start()
 
     def _stop_worker(self) -> None:
+        self._frame_timer.stop()
         if self._worker is not None:
             self._worker_stop.set()
             self._worker.join()
             self._worker = None
-            with self._lock:
+            self._newest = None
+            with self._hold():
                 snap = self.sim.snapshot()
             self._publish(snap)
 
@@ -280,7 +314,7 @@ class SimulationController(QObject):
         n = 1
         last_emit = 0.0
         while not self._worker_stop.is_set():
-            with self._lock:
+            with self._hold():
                 sim = self.sim
                 t0 = time.perf_counter()
                 sim.run(n, snapshot=False)
@@ -290,16 +324,32 @@ class SimulationController(QObject):
                 now = time.perf_counter()
                 diverged = sim.divergence is not None
                 snap = None
-                if diverged or now - last_emit >= 1.0 / FAST_FPS:
+                # a new snapshot only once the GUI has taken the last one: no copies made for
+                # nothing, and no backlog of stale frames queued ahead of the user's input
+                if diverged or (self._newest is None and now - last_emit >= 1.0 / FAST_FPS):
                     snap = sim.snapshot()
                     last_emit = now
             if snap is not None:
-                self._worker_snapshot.emit(snap)  # queued to the GUI thread
+                self._newest = snap
+                self._worker_snapshot.emit(None)  # queued to the GUI thread
             if diverged:
                 return
-            time.sleep(0)  # let the GUI thread take the lock between chunks
+            time.sleep(0)  # let other threads run; a waiting one gets the lock first (_turn)
 
-    def _on_worker_snapshot(self, snap) -> None:
+    def _on_worker_snapshot(self, _=None) -> None:
+        snap = self._newest
+        if snap is None:  # drawn already
+            return
+        if snap.divergence is None:
+            if not self._playing:
+                return
+            wait = self._frame_wait()
+            if wait > 0:  # drawing now would take the GUI over its share: later
+                if not self._frame_timer.isActive():
+                    self._frame_timer.start(max(1, int(wait * 1000 + 0.5)))
+                return
+            self._frame_mark = (time.perf_counter(), time.thread_time())
+        self._newest = None  # taken: the worker makes the next one
         if self._playing or snap.divergence is not None:
             self._publish(snap)
             if snap.divergence is not None and self._worker is not None:
@@ -309,6 +359,15 @@ class SimulationController(QObject):
                 if self._playing:
                     self._playing = False
                     self.running_changed.emit(False)
+
+    def _frame_wait(self) -> float:
+        """Seconds until the next fast frame may begin: frames are spaced so that the GUI
+        thread's CPU time from one to the next (the last frame's handlers and paint, and
+        whatever else it did) is at most FAST_GUI_SHARE of the time between them."""
+        if self._frame_mark is None:
+            return 0.0
+        began, cpu = self._frame_mark
+        return began + (time.thread_time() - cpu) / FAST_GUI_SHARE - time.perf_counter()
 
     # -- edits ------------------------------------------------------------------------------
     def push_edit(self, command) -> None:
@@ -323,7 +382,7 @@ class SimulationController(QObject):
         Returns False (and emits ``error``) if the edit was refused, leaving the
         simulation as it was."""
         try:
-            with self._lock:
+            with self._hold():
                 edit(self.sim)
                 snap = self.sim.snapshot()
         except ValueError as e:  # SpecError, DataError, ExperimentError
@@ -346,7 +405,7 @@ class SimulationController(QObject):
 
     # -- reading for views ---------------------------------------------------------------
     def predict(self, X):
-        with self._lock:
+        with self._hold():
             return self.sim.predict(X)
 
     def shutdown(self) -> None:

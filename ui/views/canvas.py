@@ -511,6 +511,7 @@ class NetworkCanvas(pg.GraphicsView):
         self._unit_y: list[np.ndarray] = []
         self._unit_start: np.ndarray = np.zeros(1, np.int64)
         self._gaps: list[tuple[np.ndarray, np.ndarray]] = []
+        self._gap_flat: list[np.ndarray] = []
         self._arcs: dict[tuple[int, int], tuple[QGraphicsPathItem, np.ndarray]] = {}
         self._press: tuple[int, QPoint] | None = None
         self._dragging = False
@@ -637,11 +638,14 @@ class NetworkCanvas(pg.GraphicsView):
         n_gaps = n_cols - 1
         m = int(np.clip(math.isqrt(max(EDGE_BUDGET // max(n_gaps, 1), 1)), 2, MAX_SHOWN_UNITS))
         self._gaps = []
+        self._gap_flat = []  # per gap: the drawn connections' flat indices into dL/dW_k
         segs = []
         for k in range(1, n_cols):
             a = _spread(len(self._samples[k - 1]), m)
             b = _spread(len(self._samples[k]), m)
             self._gaps.append((self._samples[k - 1][a], self._samples[k][b]))
+            si, dj = self._gaps[-1]
+            self._gap_flat.append((si[:, None] * widths[k] + dj[None, :]).ravel())
             ya = np.repeat(self._unit_y[k - 1][a], len(b))
             yb = np.tile(self._unit_y[k][b], len(a))
             seg = np.empty((len(ya), 4))
@@ -782,8 +786,8 @@ class NetworkCanvas(pg.GraphicsView):
         parts = []
         grads = snapshot.weight_grads
         for k, (si, dj) in enumerate(self._gaps, start=1):
-            if len(grads) == len(self._gaps):
-                parts.append(np.abs(grads[k - 1][np.ix_(si, dj)]).ravel())
+            if len(grads) == len(self._gaps):  # W_k is (widths[k-1], widths[k]), row-major
+                parts.append(np.abs(np.take(grads[k - 1], self._gap_flat[k - 1])))
             else:  # too large to copy: the layer's RMS entry stands for every connection
                 w_in, w_out = self._spec.widths[k - 1], self._spec.widths[k]
                 rms = float(snapshot.grad_norm[k - 1]) / math.sqrt(w_in * w_out)

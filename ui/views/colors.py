@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QDockWidget, QGraphicsItem
 
 BACKGROUND = "#14171f"
 PANEL = "#1c2030"
@@ -189,3 +190,128 @@ class Subscriptions:
             except (RuntimeError, TypeError):  # already gone with its sender
                 pass
         self._pairs.clear()
+
+
+# -- drawing fast ------------------------------------------------------------------------------
+
+
+def cache_axes(*axes) -> None:
+    """Draw these pyqtgraph axes (or every axis of these PlotItems) from a cached pixmap.
+
+    An axis replays its recorded picture, every tick label laid out again, whenever
+    anything under it repaints: with a grid that is the whole plot, every frame. Cached,
+    it is one blit until its range, ticks, label or size change (pyqtgraph calls
+    ``update()`` then, which refreshes the cache)."""
+    for item in axes:
+        if isinstance(item, pg.PlotItem):
+            cache_axes(*(item.getAxis(name) for name in ("left", "bottom", "right", "top")))
+        else:
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+
+def nice_ceil(x: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k that is >= x (x > 0)."""
+    e = math.floor(math.log10(x))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * 10.0 ** e >= x * (1 - 1e-12):
+            return m * 10.0 ** e
+    return 10.0 ** (e + 1)
+
+
+def step_range(current, first: float, last: float, min_span: float = 10.0):
+    """The x range of a plot over training steps ``first..last`` that changes rarely.
+
+    A new range re-lays out the axis, the costliest part of a frame; so the range
+    starts at ``first`` and ends a "nice" span (1, 2, 5 x 10^k steps) later, and is
+    kept for as long as it holds the data and the data fills at least 40% of it
+    (a reset or a new run shrinks it again). Returns ``current`` itself when kept."""
+    if current is not None:
+        lo, hi = current
+        if lo <= first and last <= hi and (last - first) >= 0.4 * (hi - lo) - min_span:
+            return current
+    span = nice_ceil(max(1.25 * (last - first), min_span))
+    return (float(first), float(first) + span)
+
+
+def value_range(current, lo: float, hi: float, pad: float = 0.08):
+    """A y range for values in [lo, hi] that changes rarely: kept while it holds them
+    and they span at least half of it; a new one has ``pad`` of the span either side.
+    Returns ``current`` itself when kept."""
+    if current is not None:
+        a, b = current
+        if a <= lo and hi <= b and (hi - lo) >= 0.5 * (b - a):
+            return current
+    span = hi - lo
+    if not span > 0:
+        span = max(abs(hi), 1.0) * 0.1
+    return (lo - pad * span, hi + pad * span)
+
+
+class DrawWhenSeen:
+    """Draws a view's snapshots while the view can be seen, and the latest one when it
+    can be seen again.
+
+    A dock widget whose tab is not the current one is not hidden: Qt moves it out of
+    the window, and only ``QDockWidget.visibilityChanged`` says so. The view routes
+    its controller signals through ``request``, calls ``attach`` from its showEvent,
+    and keeps ``render_snapshot`` drawing unconditionally (the exporter calls it on
+    views that are never on screen). ``throttled``: the view's render_snapshot takes
+    ``force`` (to draw even while playing faster than it redraws).
+    """
+
+    def __init__(self, view, throttled: bool = False):
+        self._view = view
+        self._throttled = throttled
+        self._pending = False
+        self._dock: QDockWidget | None = None
+        self._dock_visible = True
+
+    @property
+    def visible(self) -> bool:
+        return self._dock_visible and self._view.isVisible()
+
+    def request(self, snapshot, force: bool = False) -> None:
+        if self.visible:
+            self._pending = False
+            self._draw(snapshot, force)
+        else:
+            self._pending = True
+
+    def attach(self) -> None:
+        """Find the dock the view sits in (it changes when the view is re-docked), then
+        draw what was missed while hidden."""
+        w = self._view.parentWidget()
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parentWidget()
+        if w is not self._dock:
+            self.detach()
+            self._dock = w
+            if w is not None:
+                w.visibilityChanged.connect(self._on_visibility_changed)
+                g = w.geometry()  # the test QDockWidget itself makes on a show event
+                self._dock_visible = w.isFloating() or (g.right() >= 0 and g.bottom() >= 0)
+        self._catch_up()
+
+    def detach(self) -> None:
+        if self._dock is not None:
+            try:
+                self._dock.visibilityChanged.disconnect(self._on_visibility_changed)
+            except (RuntimeError, TypeError):  # already gone with the dock
+                pass
+        self._dock = None
+        self._dock_visible = True
+
+    def _on_visibility_changed(self, visible: bool) -> None:
+        self._dock_visible = bool(visible)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self._pending and self.visible:
+            self._pending = False
+            self._draw(self._view.controller.snapshot, True)
+
+    def _draw(self, snapshot, force: bool) -> None:
+        if self._throttled:
+            self._view.render_snapshot(snapshot, force=force)
+        else:
+            self._view.render_snapshot(snapshot)

@@ -12,7 +12,7 @@ import math
 import time
 from functools import partial
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -63,9 +63,10 @@ class FindingCard(QFrame):
             self.why.hide()
         self.detail = QLabel()
         self.detail.setWordWrap(True)
-        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.detail.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        layout.addWidget(self.detail)
+        # selectable while the mouse is over it: a selectable label lays its text out
+        # twice more after every change, an extra repaint of the panel each time
+        self.detail.installEventFilter(self)
+        layout.addWidget(_QuietWrap(self.detail))
         self.buttons = []
         if finding.remedies:
             row = QVBoxLayout()
@@ -80,6 +81,14 @@ class FindingCard(QFrame):
             layout.addLayout(row)
         self.severity = ""
         self.update_from(finding)
+
+    def eventFilter(self, obj, ev) -> bool:
+        if obj is self.detail:
+            if ev.type() == QEvent.Type.Enter:
+                self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            elif ev.type() == QEvent.Type.Leave and not self.detail.hasSelectedText():
+                self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        return False
 
     def matches(self, finding) -> bool:
         return (finding.kind == self.kind
@@ -99,6 +108,45 @@ class FindingCard(QFrame):
                 f"QFrame#card {{ background: {C.PANEL}; border: 1px solid {C.GRID}; "
                 f"border-left: 4px solid {color}; border-radius: 4px; }}"
                 f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
+
+
+class _QuietWrap(QWidget):
+    """Holds a word-wrapped label whose numbers change with every step.
+
+    A label's new text re-lays out every layout above it, up to the main window's
+    (about 1.5 ms a frame). This box has no layout of its own, so the label's request
+    stops here, and goes on only when the new text wraps to another height."""
+
+    def __init__(self, label: QLabel):
+        super().__init__()
+        self.label = label
+        label.setParent(self)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self.label.heightForWidth(width)
+
+    def sizeHint(self):
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self):
+        return self.label.minimumSizeHint()
+
+    def resizeEvent(self, ev) -> None:
+        self.label.setGeometry(self.rect())
+        super().resizeEvent(ev)
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.LayoutRequest:  # posted by the label's setText
+            if self.heightForWidth(self.width()) != self.height():
+                self.updateGeometry()
+            return True
+        return super().event(ev)
 
 
 class DiagnosisPanel(QWidget):
@@ -139,6 +187,8 @@ class DiagnosisPanel(QWidget):
         layout.addWidget(scroll, 1)
         self.setMinimumSize(240, 160)
 
+        # no drawing while tabbed away or closed; the latest snapshot when shown again
+        self._seen = C.DrawWhenSeen(self, throttled=True)
         self._subs = C.Subscriptions()
         self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
         self._subs.connect(controller.structure_changed, self._on_structure_changed)
@@ -147,20 +197,25 @@ class DiagnosisPanel(QWidget):
         self.render_snapshot(controller.snapshot, force=True)
 
     def _on_snapshot_changed(self, snapshot) -> None:
-        self.render_snapshot(snapshot)
+        self._seen.request(snapshot)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._last_time = -math.inf  # the next snapshot is diagnosed whatever the clock says
 
     def _on_running_changed(self, running: bool) -> None:
         if not running:
-            self.render_snapshot(self.controller.snapshot, force=True)
+            self._seen.request(self.controller.snapshot, force=True)
 
     def _on_ready_changed(self) -> None:
         self.status.setText("Building the network\u2026")
 
     def close(self) -> bool:
         self._subs.disconnect_all()
+        self._seen.detach()
         return super().close()
 
     def closeEvent(self, ev) -> None:

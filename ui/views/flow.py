@@ -55,6 +55,7 @@ class GradientFlowView(QWidget):
         self._theory = None  # (spec, MeanFieldPrediction or None, caveat text)
         self._plain_chain = True  # the prediction line is drawn solid
         self._n = 0
+        self._range = None  # (x, y) ranges shown: a new one re-lays out the axes
 
         self._buttons = {}
         bar = QHBoxLayout()
@@ -89,9 +90,17 @@ class GradientFlowView(QWidget):
         pi.showGrid(x=False, y=True, alpha=0.25)
         pi.setLabel("bottom", "layer")
         pi.setLabel("left", MODES[self.mode][1])
+        pi.disableAutoRange()
+        C.cache_axes(pi)  # the left axis draws the grid: it lies under every bar
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, y0=0,
                                     brush=C.MEASURED, pen=None)
         pi.addItem(self.bars)
+        # the bar of the layer being computed, drawn over its plain one: with one brush
+        # per item a frame makes no brushes
+        self.highlight_bar = pg.BarGraphItem(x=[], height=[], width=0.8, y0=0,
+                                             brush=C.BACKWARD, pen=None)
+        self.highlight_bar.hide()
+        pi.addItem(self.highlight_bar)
         self.floor_marks = pg.ScatterPlotItem(symbol="x", size=9, pen=pg.mkPen("#ff6b6b", width=2),
                                               brush=None)
         pi.addItem(self.floor_marks)
@@ -120,6 +129,8 @@ class GradientFlowView(QWidget):
         self._stack.addWidget(page)
         self.setMinimumSize(260, 180)
 
+        # no drawing while tabbed away or closed; the latest snapshot when shown again
+        self._seen = C.DrawWhenSeen(self)
         self._subs = C.Subscriptions()
         self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
         self._subs.connect(controller.structure_changed, self._on_structure_changed)
@@ -128,7 +139,11 @@ class GradientFlowView(QWidget):
 
     # -- controller signals ------------------------------------------------------------
     def _on_snapshot_changed(self, snapshot) -> None:
-        self.render_snapshot(snapshot)
+        self._seen.request(snapshot)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._theory = None  # recomputed for the next snapshot's spec
@@ -138,6 +153,7 @@ class GradientFlowView(QWidget):
 
     def close(self) -> bool:
         self._subs.disconnect_all()
+        self._seen.detach()
         return super().close()
 
     def closeEvent(self, ev) -> None:
@@ -201,10 +217,15 @@ class GradientFlowView(QWidget):
         lo = max(lo, hi - 30)
         heights = np.where(finite, np.maximum(logs, lo) - lo, 0.0)
         hi_layer = snapshot.layer if snapshot.phase in ("forward", "backward") else 0
-        brushes = [C.MEASURED] * n
+        hi_color = C.BACKWARD if snapshot.phase == "backward" else C.FORWARD
+        self.bars.setOpts(x=x, height=heights, y0=lo, width=0.8)
         if 1 <= hi_layer <= n:
-            brushes[hi_layer - 1] = C.BACKWARD if snapshot.phase == "backward" else C.FORWARD
-        self.bars.setOpts(x=x, height=heights, y0=lo, width=0.8, brushes=brushes)
+            self.highlight_bar.setOpts(x=x[hi_layer - 1:hi_layer],
+                                       height=heights[hi_layer - 1:hi_layer], y0=lo, width=0.8,
+                                       brush=hi_color)
+            self.highlight_bar.show()
+        else:
+            self.highlight_bar.hide()
         bad = ~finite
         self.floor_marks.setData(x=x[bad], y=np.full(int(bad.sum()), lo + 0.15))
         if pred is not None:
@@ -231,7 +252,7 @@ class GradientFlowView(QWidget):
         self._set_legend_visible(pred is not None)
         if 1 <= hi_layer <= n:
             self.highlight_text.setText(C.fmt_sci(values[hi_layer - 1]))
-            self.highlight_text.setColor(brushes[hi_layer - 1])
+            self.highlight_text.setColor(hi_color)
             self.highlight_text.setPos(hi_layer, lo + heights[hi_layer - 1] + 0.05 * (hi - lo))
             self.highlight_text.show()
         else:
@@ -239,8 +260,10 @@ class GradientFlowView(QWidget):
         if n != self._n:
             self._n = n
             pi.getAxis("bottom").setTicks([layer_ticks(n)])
-        pi.setXRange(0.3, n + 0.7, padding=0)
-        pi.setYRange(lo, hi + 0.12 * (hi - lo), padding=0)
+        ranges = ((0.3, n + 0.7), (lo, hi + 0.12 * (hi - lo)))
+        if ranges != self._range:
+            self._range = ranges
+            pi.setRange(xRange=ranges[0], yRange=ranges[1], padding=0)
         text = caveats[0] if caveats else ""
         if self.mode != "delta":
             text = "prediction shown for ||\u03b4|| only"
@@ -248,8 +271,11 @@ class GradientFlowView(QWidget):
             text += f"  (+{len(caveats) - 1} caveat{'s' if len(caveats) > 2 else ''})"
         if self.mode == "delta" and pred is None and mf is not None:
             text = "no prediction: the output layer's ||\u03b4|| is zero or not measured"
-        self._caveat.setText(text)
-        self._caveat.setToolTip("\n".join(f"\u2022 {c}" for c in caveats))
+        if self._caveat.text() != text:
+            self._caveat.setText(text)
+        tip = "\n".join(f"\u2022 {c}" for c in caveats)
+        if self._caveat.toolTip() != tip:
+            self._caveat.setToolTip(tip)
 
     def _set_legend_visible(self, with_prediction: bool) -> None:
         for sample, label in self.legend.items:
@@ -263,8 +289,6 @@ class GradientFlowView(QWidget):
 
     def highlighted_layer(self) -> int:
         """The layer whose bar is highlighted (0 for none)."""
-        brushes = self.bars.opts.get("brushes") or []
-        for i, b in enumerate(brushes):
-            if b != C.MEASURED:
-                return i + 1
-        return 0
+        if not self.highlight_bar.isVisible():
+            return 0
+        return int(round(float(self.highlight_bar.opts["x"][0])))

@@ -4,7 +4,9 @@ A vanishing gradient shows as a dark band along the lowest layers; a fix
 applied mid-run shows as the band lighting up from that step on. The history
 is copied out of the simulation (under its lock) only when ``History.version``
 changed (and, while playing, at most ``PLAY_HZ`` times a second), and squeezed in
-time to about one column per pixel.
+time to about one column per pixel. Ranges, ticks and colour levels are set only
+when they change (each change re-lays out an axis), and the step axis grows in
+nice spans ahead of the data rather than with every step.
 """
 
 from __future__ import annotations
@@ -25,23 +27,26 @@ from .flow import layer_ticks
 PLAY_HZ = 15.0  # while playing, the heatmap is redrawn at most this often
 
 
-def squeeze_columns(values: np.ndarray, max_cols: int) -> tuple[np.ndarray, int]:
-    """Average (n_layers, n_steps) into at most ``max_cols`` columns, ignoring NaN.
+def squeeze_steps(values: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
+    """Average (n_steps, n_layers) over blocks of consecutive steps, ignoring NaN, into at
+    most ``max_rows`` rows (float32; the oldest block is the short one).
 
-    Returns the squeezed array and the number of steps per column."""
-    n = values.shape[1]
-    if n <= max_cols:
-        return values, 1
-    f = math.ceil(n / max_cols)
-    n_cols = math.ceil(n / f)
-    pad = n_cols * f - n
+    Returns the squeezed array and the number of steps per row. Blocks run along the
+    first axis so the sums are over whole rows at a time."""
+    n = values.shape[0]
+    if n <= max_rows:
+        return values.astype(np.float32, copy=False), 1
+    f = math.ceil(n / max_rows)
+    n_rows = math.ceil(n / f)
+    pad = n_rows * f - n
     if pad:
-        values = np.concatenate(
-            [np.full((values.shape[0], pad), np.nan, values.dtype), values], axis=1)
-    blocks = values.reshape(values.shape[0], n_cols, f)
-    ok = np.isfinite(blocks)
-    count = ok.sum(axis=2)
-    total = np.where(ok, blocks, 0).sum(axis=2)
+        values = np.concatenate([np.full((pad, values.shape[1]), np.nan, values.dtype), values])
+    blocks = values.reshape(n_rows, f, values.shape[1])
+    missing = np.isnan(blocks)
+    if not missing.any():
+        return blocks.mean(axis=1, dtype=np.float32), f
+    count = f - missing.sum(axis=1)
+    total = np.where(missing, 0, blocks).sum(axis=1, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (total / count).astype(np.float32)
     out[count == 0] = np.nan
@@ -57,6 +62,8 @@ class GradientHistoryView(QWidget):
         self._last_time = -math.inf
         self.image_data = np.zeros((0, 0), np.float32)
         self.steps_per_column = 1
+        self._x_range = None
+        self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
         self.plot.setMenuEnabled(False)
@@ -70,6 +77,8 @@ class GradientHistoryView(QWidget):
         self.colorbar = pg.ColorBarItem(values=(-8, 0), colorMap=C.colormap(),
                                         label="log10 ||\u03b4||", interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=pi)
+        pi.disableAutoRange()
+        C.cache_axes(pi, self.colorbar.axis)
         self._empty = pg.TextItem("no steps yet: press Step or Play", color=C.MUTED,
                                   anchor=(0.5, 0.5))
         pi.addItem(self._empty)
@@ -86,6 +95,8 @@ class GradientHistoryView(QWidget):
         self._stack.addWidget(page)
         self.setMinimumSize(260, 160)
 
+        # no drawing while tabbed away or closed; the latest snapshot when shown again
+        self._seen = C.DrawWhenSeen(self, throttled=True)
         self._subs = C.Subscriptions()
         self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
         self._subs.connect(controller.structure_changed, self._on_structure_changed)
@@ -94,20 +105,25 @@ class GradientHistoryView(QWidget):
         self.render_snapshot(controller.snapshot)
 
     def _on_snapshot_changed(self, snapshot) -> None:
-        self.render_snapshot(snapshot)
+        self._seen.request(snapshot)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
 
     def _on_running_changed(self, running: bool) -> None:
         if not running:  # the last frame of a run is always drawn
-            self.render_snapshot(self.controller.snapshot, force=True)
+            self._seen.request(self.controller.snapshot, force=True)
 
     def _on_ready_changed(self) -> None:
         self._placeholder.setText("Building the network\u2026")
 
     def close(self) -> bool:
         self._subs.disconnect_all()
+        self._seen.detach()
         return super().close()
 
     def closeEvent(self, ev) -> None:
@@ -116,7 +132,7 @@ class GradientHistoryView(QWidget):
 
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())
-        return max(64, width if width > 0 else 600)
+        return width if width > 0 else 600
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:
@@ -144,30 +160,46 @@ class GradientHistoryView(QWidget):
             self.image_data = np.zeros((n_layers, 0), np.float32)
             self._empty.show()
             self._empty.setPos(0.5, 0.5)
-            pi.setXRange(0, 1, padding=0)
-            pi.setYRange(0, 1, padding=0)
+            self._x_range = None
+            self._set("x", (0.0, 1.0), lambda r: pi.setXRange(*r, padding=0))
+            self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
             return
         self._empty.hide()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log10(np.abs(deltas.T.astype(np.float32)))  # (layers, steps)
-        finite = np.isfinite(logs)
-        if finite.any():
-            lo = math.floor(float(np.min(logs[finite])))
-            hi = math.ceil(float(np.max(logs[finite])))
+        # (steps, layers) throughout: a 5000-step history of 100 layers is half a million
+        # values, so every pass over them counts
+        a = np.abs(deltas)
+        measured = np.isfinite(a) & (a > 0)
+        if measured.any():
+            lo = math.floor(math.log10(float(np.min(a, where=measured, initial=np.inf))))
+            hi = math.ceil(math.log10(float(np.max(a, where=measured, initial=0.0))))
         else:
             lo, hi = -8, 0
         if hi <= lo:
             hi = lo + 1
-        # exact zeros sit at the bottom of the scale; NaN (not measured) stays transparent
-        logs[np.isneginf(logs)] = lo
-        img, f = squeeze_columns(logs, self._max_columns())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(a, dtype=np.float32)
+        # exact zeros (-inf) sit at the bottom of the scale; NaN (not measured) stays
+        # transparent; inf (diverged) at the top
+        np.clip(logs, lo, hi, out=logs)
+        first, last = float(steps[0]), float(steps[-1])
+        span = max(last - first + 1.0, 1.0)
+        self._x_range = C.step_range(self._x_range, first - 0.5, last + 0.5)
+        x0, x1 = self._x_range
+        # about one column per pixel of the part of the plot the steps cover
+        cols = max(64, int(self._max_columns() * min(1.0, span / (x1 - x0))))
+        img, f = squeeze_steps(logs, cols)
+        img = np.ascontiguousarray(img.T)  # (layers, columns): the image's rows are layers
         self.image_data = img
         self.steps_per_column = f
         self.image.setImage(img, levels=(lo, hi), autoLevels=False)
-        first, last = float(steps[0]), float(steps[-1])
-        span = max(last - first + 1.0, 1.0)
         self.image.setRect(QRectF(first - 0.5, 0.5, span, float(n_layers)))
-        self.colorbar.setLevels((lo, hi))
-        pi.getAxis("left").setTicks([layer_ticks(n_layers, max_labels=12)])
-        pi.setXRange(first - 0.5, first - 0.5 + span, padding=0)
-        pi.setYRange(0.5, n_layers + 0.5, padding=0)
+        self._set("levels", (lo, hi), self.colorbar.setLevels)
+        self._set("ticks", n_layers, lambda n: pi.getAxis("left").setTicks(
+            [layer_ticks(n, max_labels=12)]))
+        self._set("x", self._x_range, lambda r: pi.setXRange(*r, padding=0))
+        self._set("y", (0.5, n_layers + 0.5), lambda r: pi.setYRange(*r, padding=0))
+
+    def _set(self, key: str, value, apply) -> None:
+        if self._shown.get(key) != value:
+            self._shown[key] = value
+            apply(value)

@@ -1,4 +1,10 @@
-"""Layer inspector: histograms and numbers of the selected layer (layer 1 by default)."""
+"""Layer inspector: histograms and numbers of the selected layer (layer 1 by default).
+
+The histograms' ranges are set here and change rarely (a new range re-lays out the
+axes, the costliest part of a frame): they move when the data leaves them or fills
+less than half of them. While its dock is tabbed away or closed, the inspector
+draws nothing and catches up when shown.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +52,8 @@ class LayerInspector(QWidget):
         self.title = QLabel("")
         self.title.setStyleSheet("font-weight: bold;")
         self.curves = {}
+        self._plots = {}
+        self._ranges = {}  # kind -> ((x0, x1), (0, top)) shown
         plots_row = QHBoxLayout()
         plots_row.setSpacing(4)
         for kind, label, color in HISTOGRAMS:
@@ -59,10 +67,13 @@ class LayerInspector(QWidget):
             pi.getAxis("left").setWidth(28)
             pi.getAxis("left").setStyle(tickFont=_small_font())
             pi.getAxis("bottom").setStyle(tickFont=_small_font())
+            pi.disableAutoRange()
+            C.cache_axes(pi)
             curve = pg.PlotCurveItem([0.0, 1.0], [0.0], stepMode="center", fillLevel=0,
                                      brush=pg.mkBrush(color), pen=pg.mkPen(color))
             pi.addItem(curve)
             self.curves[kind] = curve
+            self._plots[kind] = pi
             plots_row.addWidget(w, 1)
         self.values = {}
         form = QFormLayout()
@@ -90,6 +101,8 @@ class LayerInspector(QWidget):
         self._stack.addWidget(page)
         self.setMinimumSize(300, 300)
 
+        # no drawing while tabbed away or closed; the latest snapshot when shown again
+        self._seen = C.DrawWhenSeen(self)
         self._subs = C.Subscriptions()
         self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
         self._subs.connect(controller.structure_changed, self._on_structure_changed)
@@ -98,19 +111,24 @@ class LayerInspector(QWidget):
         self.render_snapshot(controller.snapshot)
 
     def _on_snapshot_changed(self, snapshot) -> None:
-        self.render_snapshot(snapshot)
+        self._seen.request(snapshot)
 
     def _on_structure_changed(self, spec) -> None:
         pass  # the next snapshot carries the new structure; the layer is clamped then
 
     def _on_selection_changed(self, k: int) -> None:
-        self.render_snapshot(self.controller.snapshot)
+        self._seen.request(self.controller.snapshot)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self._seen.attach()
 
     def _on_ready_changed(self) -> None:
         self._placeholder.setText("Building the network\u2026")
 
     def close(self) -> bool:
         self._subs.disconnect_all()
+        self._seen.detach()
         return super().close()
 
     def closeEvent(self, ev) -> None:
@@ -145,6 +163,7 @@ class LayerInspector(QWidget):
             else:
                 counts, edges = snapshot.histogram(kind, k)
             self.curves[kind].setData(edges, counts, stepMode="center", fillLevel=0)
+            self._set_range(kind, edges, counts)
         self._set("width", str(spec.widths[k]))
         self._set("activation", hidden.activation if hidden else
                   ("softmax" if spec.loss == "cross_entropy" else "linear"))
@@ -157,6 +176,23 @@ class LayerInspector(QWidget):
         self._set("dead", C.fmt_pct(snapshot.dead_fraction[i]) if hidden else "\u2013")
         self._set("saturated", C.fmt_pct(snapshot.saturated_fraction[i]) if hidden else "\u2013")
         self._set("act", f"{float(snapshot.act_mean[i]):.3g} / {float(snapshot.act_std[i]):.3g}")
+
+    def _set_range(self, kind: str, edges, counts) -> None:
+        edges = np.asarray(edges, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        if not (edges.size >= 2 and np.isfinite(edges[[0, -1]]).all()
+                and np.isfinite(counts).all()):
+            return
+        shown = self._ranges.get(kind)
+        x_old, y_old = shown if shown is not None else (None, None)
+        x = C.value_range(x_old, float(edges[0]), float(edges[-1]), pad=0.02)
+        top = float(counts.max()) if counts.size else 0.0
+        y = y_old
+        if y is None or not 0.5 * y[1] <= top <= y[1]:
+            y = (0.0, 1.1 * top if top > 0 else 1.0)
+        if x is not x_old or y is not y_old:
+            self._ranges[kind] = (x, y)
+            self._plots[kind].setRange(xRange=x, yRange=y, padding=0)
 
 
 def _small_font() -> QFont:
