@@ -278,20 +278,50 @@ class Simulation:
         self._pos = 0
         self._last_phase = ("update", 0)
 
-    def _record(self, stats: np.ndarray, loss: float, acc: float) -> None:
-        per_layer = np.empty((self.network.L + 1, len(HIST_COLUMNS)))
+    @staticmethod
+    def _history_columns(stats: np.ndarray) -> np.ndarray:
+        """HIST_* columns from stats tables: (..., L+2, N_STATS) -> (..., L+1, columns)."""
+        st = stats[..., 1:, :]
+        per_layer = np.empty(st.shape[:-1] + (len(HIST_COLUMNS),))
         with np.errstate(divide="ignore", invalid="ignore"):
-            per_layer[:, 0] = stats[1:, K.S_DELTA]
-            per_layer[:, 1] = stats[1:, K.S_GRAD_W]
-            per_layer[:, 2] = stats[1:, K.S_UPDATE] / stats[1:, K.S_W]
-            per_layer[:, 3] = stats[1:, K.S_CHANGE] / stats[1:, K.S_W0]
+            per_layer[..., 0] = st[..., K.S_DELTA]
+            per_layer[..., 1] = st[..., K.S_GRAD_W]
+            per_layer[..., 2] = st[..., K.S_UPDATE] / st[..., K.S_W]
+            per_layer[..., 3] = st[..., K.S_CHANGE] / st[..., K.S_W0]
+        return per_layer
+
+    def _record(self, stats: np.ndarray, loss: float, acc: float) -> None:
+        """One step into the history (micro-stepping); run() records whole chunks."""
         val_loss = val_acc = np.nan
         if self.step_count % self.eval_every == 0 or self.step_count == 1:
             val_loss, val_acc = self.evaluate()
         # History keeps float32: a float64 run on its way to diverging has finite norms
         # beyond float32's range, which are stored as inf instead of raising a warning.
         with np.errstate(over="ignore"):
-            self.history.record(self.step_count, loss, acc, val_loss, val_acc, per_layer)
+            self.history.record(self.step_count, loss, acc, val_loss, val_acc,
+                                self._history_columns(stats))
+
+    def _record_chunk(self, hist_stats: np.ndarray, hist_out: np.ndarray, done: int) -> None:
+        """The steps of one fused chunk into the history at once (the worker thread's
+        Python time per step is what fast mode shares with drawing, under the GIL).
+        Chunks end at evaluation steps, so only the last step can need held-out numbers,
+        and it is the one the network's weights belong to now."""
+        steps = self.step_count + 1 + np.arange(done)
+        losses = hist_out[:done, 0]
+        if self.dataset.task == "classification":
+            accs = hist_out[:done, 1] / self.batch_size
+        else:
+            accs = np.full(done, np.nan)
+        val = np.full((done, 2), np.nan)
+        self.step_count += done
+        self._adam_t += done
+        if self.step_count % self.eval_every == 0 or self.step_count == 1:
+            val[-1] = self.evaluate()
+        with np.errstate(over="ignore"):
+            self.history.record_many(steps, losses, accs, val[:, 0], val[:, 1],
+                                     self._history_columns(hist_stats[:done]))
+        self._loss = float(losses[-1])
+        self._acc = float(accs[-1])
 
     def step(self) -> Snapshot:
         """Finish the current iteration (or do one whole one)."""
@@ -320,6 +350,8 @@ class Simulation:
         while n > 0 and self.divergence is None:
             # chunks end at evaluation steps so held-out numbers land in the history
             to_eval = self.eval_every - (self.step_count % self.eval_every)
+            if self.step_count == 0:
+                to_eval = 1  # step 1 is evaluated too: the start of the held-out curve
             chunk = min(n, FUSED_CHUNK, to_eval)
             batches = np.empty((chunk, B), np.int64)
             batches[0] = self._idx
@@ -333,12 +365,8 @@ class Simulation:
                 net.params0, self._m1, self._m2, net.decay_mask, net.elem_layer, self._upd_sq,
                 self._X, self._labels, self._targets, batches, B, net.L, net.loss_code, opt,
                 hyper, net.stats, self._out, hist_stats, hist_out)
-            for s in range(done):
-                self._adam_t += 1
-                self.step_count += 1
-                self._loss = float(hist_out[s, 0])
-                self._acc = self._accuracy(hist_out[s, 1])
-                self._record(hist_stats[s], self._loss, self._acc)
+            if done:
+                self._record_chunk(hist_stats, hist_out, done)
             self._backward_done[:] = True
             self._last_phase = ("update", 0)
             if status:

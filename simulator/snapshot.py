@@ -157,6 +157,25 @@ class History:
         self._count = min(self._count + 1, self.capacity)
         self.version += 1
 
+    def record_many(self, steps, loss, accuracy, val_loss, val_accuracy,
+                    per_layer: np.ndarray) -> None:
+        """Several steps at once; per_layer: (n, n_layers, len(HIST_COLUMNS))."""
+        n = len(steps)
+        if n > self.capacity:  # only the newest fit
+            keep = slice(n - self.capacity, n)
+            steps, loss, accuracy = steps[keep], loss[keep], accuracy[keep]
+            val_loss, val_accuracy, per_layer = val_loss[keep], val_accuracy[keep], per_layer[keep]
+            n = self.capacity
+        scalars = np.column_stack([steps, loss, accuracy, val_loss, val_accuracy])
+        first = min(n, self.capacity - self._next)  # up to the end of the ring, then wrap
+        for src, dst in ((slice(0, first), slice(self._next, self._next + first)),
+                         (slice(first, n), slice(0, n - first))):
+            self._layers[dst] = per_layer[src]
+            self._scalars[dst] = scalars[src]
+        self._next = (self._next + n) % self.capacity
+        self._count = min(self._count + n, self.capacity)
+        self.version += 1
+
     def _order(self) -> np.ndarray:
         if self._count < self.capacity:
             return np.arange(self._count)

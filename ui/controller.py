@@ -19,6 +19,7 @@ hundreds of milliseconds), so a view or an edit waits at most one chunk.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from simulator.simulation import Simulation
 
 FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a view waits
 FAST_FPS = 30
+FAST_SWITCH_INTERVAL = 0.0005  # s, sys.setswitchinterval while the fast worker runs
 FAST_GUI_SHARE = 0.15  # fast mode: the GUI thread's CPU time per second spent drawing, at most
 # play speeds: name -> (iterations per second, or None for fast mode); "micro" animates
 # every forward/backward layer at MICRO_RATE micro-steps per second.
@@ -293,6 +295,11 @@ class SimulationController(QObject):
 
     # -- fast mode worker ------------------------------------------------------------------
     def _start_worker(self) -> None:
+        # The worker gives the GIL back at every kernel call and needs it again after;
+        # with Python's default 5 ms switch interval it can wait that long each time
+        # while the GUI thread draws. A short interval keeps training near full speed.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(FAST_SWITCH_INTERVAL)
         self._worker_stop.clear()
         self._newest = None
         self._frame_mark = None
@@ -305,6 +312,7 @@ class SimulationController(QObject):
             self._worker_stop.set()
             self._worker.join()
             self._worker = None
+            sys.setswitchinterval(self._switch_interval)
             self._newest = None
             with self._hold():
                 snap = self.sim.snapshot()
@@ -356,6 +364,7 @@ class SimulationController(QObject):
                 self._worker_stop.set()
                 self._worker.join()
                 self._worker = None
+                sys.setswitchinterval(self._switch_interval)
                 if self._playing:
                     self._playing = False
                     self.running_changed.emit(False)

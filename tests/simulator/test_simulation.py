@@ -529,3 +529,37 @@ def test_simulator_runs_with_qt_unimportable():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "headless ok" in proc.stdout
+
+
+def test_history_record_many_equals_one_at_a_time_across_the_wrap():
+    from simulator.snapshot import History
+
+    rng = np.random.default_rng(3)
+    one, many = History(3, capacity=7), History(3, capacity=7)
+    start = 0
+    for n in (2, 4, 5, 1, 9):  # crosses the ring's end several times; 9 > capacity
+        steps = np.arange(start + 1, start + n + 1, dtype=float)
+        cols = rng.normal(size=(n, 5))
+        per_layer = rng.normal(size=(n, 3, 4))
+        for i in range(n):
+            one.record(steps[i], *cols[i, :4], per_layer[i])
+        many.record_many(steps, *(cols[:, c] for c in range(4)), per_layer)
+        start += n
+        assert len(one) == len(many)
+        for name in History.SCALARS:
+            assert np.array_equal(one.scalar(name), many.scalar(name), equal_nan=True)
+        assert np.array_equal(one.layer_series(0), many.layer_series(0), equal_nan=True)
+
+
+def test_run_records_the_same_history_as_stepping():
+    stepped, fused = make_sim(), make_sim()
+    # micro-stepping records one step at a time; run() records whole chunks
+    for _ in range(23):
+        for _ in range(stepped.n_micro_steps):
+            stepped.micro_step()
+    fused.run(23)
+    for name in ("step", "loss", "accuracy", "val_loss", "val_accuracy"):
+        assert np.allclose(stepped.history.scalar(name), fused.history.scalar(name),
+                           equal_nan=True), name
+    assert np.allclose(stepped.history.layer_series(0), fused.history.layer_series(0),
+                       equal_nan=True)
