@@ -86,6 +86,22 @@ def _leaked_windows(app, before: set, registered: set) -> list:
 
 
 @pytest.fixture(autouse=True)
+def _collect_garbage_between_tests():
+    """Python's cyclic garbage collector runs whenever allocations pile up, which in a Qt
+    test can be in the middle of a paint; collecting a pyqtgraph item's wrapper there
+    deletes a C++ item the scene is drawing, and the process dies. So: no automatic
+    collection while a test runs, one full collection after it, when nothing paints."""
+    import gc
+
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def _qt_window_guard(request):
     """For ``qt`` tests: fail on top-level widgets the test leaked, and close them."""
     if request.node.get_closest_marker("qt") is None:

@@ -825,11 +825,28 @@ def main(argv=None) -> int:
     if problem:
         window.show_message(problem)
     QTimer.singleShot(0, controller.build_in_background)
+    _collect_garbage_between_events(app)
     quit_after = os.environ.get("GFL_QUIT_AFTER_MS")
     if quit_after:
         _quit_when_done(app, window, controller, int(quit_after),
                         os.environ.get("GFL_SCREENSHOT") or None)
     return app.exec()
+
+
+def _collect_garbage_between_events(app) -> None:
+    """Python's cyclic collector normally runs whenever allocations pile up, which can
+    be in the middle of a paint; collecting a pyqtgraph item's wrapper there deletes a
+    C++ item the scene is drawing. Collect from a timer instead, between events; the
+    objects alive after start-up are frozen so that each collection stays short."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    timer = QTimer(app)
+    timer.setInterval(1000)
+    timer.timeout.connect(gc.collect)
+    timer.start()
 
 
 def _num(x: float) -> str:

@@ -33,6 +33,7 @@ from simulator.simulation import Simulation
 FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a view waits
 FAST_FPS = 30
 FAST_SWITCH_INTERVAL = 0.0005  # s, sys.setswitchinterval while the fast worker runs
+FAST_EVAL_EVERY = 50  # held-out evaluation interval (steps) in fast mode
 FAST_GUI_SHARE = 0.15  # fast mode: the GUI thread's CPU time per second spent drawing, at most
 # play speeds: name -> (iterations per second, or None for fast mode); "micro" animates
 # every forward/backward layer at MICRO_RATE micro-steps per second.
@@ -300,11 +301,21 @@ class SimulationController(QObject):
         # while the GUI thread draws. A short interval keeps training near full speed.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(FAST_SWITCH_INTERVAL)
+        # fused chunks end at held-out evaluations: at thousands of steps per second,
+        # one every FAST_EVAL_EVERY steps draws the same curve with longer chunks
+        with self._hold():
+            self._eval_every = self.sim.eval_every
+            self.sim.eval_every = max(self._eval_every, FAST_EVAL_EVERY)
         self._worker_stop.clear()
         self._newest = None
         self._frame_mark = None
         self._worker = threading.Thread(target=self._worker_loop, name="training", daemon=True)
         self._worker.start()
+
+    def _end_fast_settings(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
+        with self._hold():
+            self.sim.eval_every = self._eval_every
 
     def _stop_worker(self) -> None:
         self._frame_timer.stop()
@@ -312,7 +323,7 @@ class SimulationController(QObject):
             self._worker_stop.set()
             self._worker.join()
             self._worker = None
-            sys.setswitchinterval(self._switch_interval)
+            self._end_fast_settings()
             self._newest = None
             with self._hold():
                 snap = self.sim.snapshot()
@@ -364,7 +375,7 @@ class SimulationController(QObject):
                 self._worker_stop.set()
                 self._worker.join()
                 self._worker = None
-                sys.setswitchinterval(self._switch_interval)
+                self._end_fast_settings()
                 if self._playing:
                     self._playing = False
                     self.running_changed.emit(False)

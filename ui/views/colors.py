@@ -315,3 +315,29 @@ class DrawWhenSeen:
             self._view.render_snapshot(snapshot, force=force)
         else:
             self._view.render_snapshot(snapshot)
+
+
+def _guard_graphicsview_paint() -> None:
+    """Skip painting a pyqtgraph view whose scene (or itself) is already deleted on the
+    C++ side. pyqtgraph's paintEvent calls scene().prepareForPaint() unconditionally; a
+    paint event that reaches a view while Qt tears it down then crashes the process
+    (seen, rarely, when many views are created and destroyed, as in the test suite)."""
+    import shiboken6
+
+    original = pg.GraphicsView.paintEvent
+    if getattr(original, "_gfl_guarded", False):
+        return
+
+    def paintEvent(self, ev):
+        if not shiboken6.isValid(self):
+            return None
+        scene = self.scene()
+        if scene is None or not shiboken6.isValid(scene):
+            return None
+        return original(self, ev)
+
+    paintEvent._gfl_guarded = True
+    pg.GraphicsView.paintEvent = paintEvent
+
+
+_guard_graphicsview_paint()
