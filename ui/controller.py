@@ -19,6 +19,7 @@ hundreds of milliseconds), so a view or an edit waits at most one chunk.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -34,7 +35,11 @@ FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a
 FAST_FPS = 30
 FAST_SWITCH_INTERVAL = 0.0005  # s, sys.setswitchinterval while the fast worker runs
 FAST_EVAL_EVERY = 50  # held-out evaluation interval (steps) in fast mode
-FAST_GUI_SHARE = 0.15  # fast mode: the GUI thread's CPU time per second spent drawing, at most
+# fast mode: the GUI thread's CPU time per second spent drawing, at most. With two CPUs
+# (or one) every millisecond the window draws is one the worker loses to it or to the
+# rest of the machine; with more, the window has a CPU of its own.
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+FAST_GUI_SHARE = 0.15 if (_CPUS or 1) <= 2 else 0.5
 # play speeds: name -> (iterations per second, or None for fast mode); "micro" animates
 # every forward/backward layer at MICRO_RATE micro-steps per second.
 SPEEDS = {"slow": 2.0, "normal": 10.0, "quick": 60.0, "fast": None}

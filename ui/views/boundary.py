@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 from . import colors as C
 
-BUDGET_SECONDS = 0.002  # per snapshot: part of a frame's 16 ms
+BUDGET_SECONDS = 0.0015  # per snapshot: part of a frame's 16 ms
 PLAY_INTERVAL = 0.25
 REFINE_AFTER_MS = 250
 REFINE_SECONDS = 0.03  # the finer grid, drawn while nothing else happens

@@ -264,6 +264,8 @@ class _LayerLabels(pg.GraphicsObject):
         self.highlight = -1
         self.highlight_color = QColor(C.BACKWARD)
         self._static: dict[str, QStaticText] = {}
+        self._advance: dict[str, float] = {}  # text width per string, in self.font
+        self._widest = 0.0
         self.selected = -1
         self._rect = QRectF()
 
@@ -277,6 +279,8 @@ class _LayerLabels(pg.GraphicsObject):
             st.prepare(QTransform(), self.font)
             self._static[text] = st
         self.norms = [""] * len(headers)
+        fm = QFontMetricsF(self.font)
+        self._widest = max(fm.horizontalAdvance(s) for s in (*self.headers, "8.8e-88"))
         self._rect = rect
         self.update()
 
@@ -307,8 +311,7 @@ class _LayerLabels(pg.GraphicsObject):
         device_w = device.width() / device.devicePixelRatioF() if device is not None else 1e9
         fm = QFontMetricsF(self.font)
         line_h = fm.height()
-        widest = max(fm.horizontalAdvance(s) for s in (*self.headers, "8.8e-88"))
-        horizontal = spacing >= widest + 8
+        horizontal = spacing >= self._widest + 8
         stride = 1 if spacing >= line_h + 2 else math.ceil((line_h + 2) / max(spacing, 1e-6))
         painter.save()
         painter.resetTransform()
@@ -326,16 +329,19 @@ class _LayerLabels(pg.GraphicsObject):
         if 0 <= self.highlight < n and self.norms[self.highlight]:
             hi_x = t.map(QPointF(float(self.highlight), 0.0)).x()
             hi_half = QFontMetricsF(self.bold).horizontalAdvance(self.norms[self.highlight]) / 2 + 8
+        advance = self._advance_of(fm)
+        # x of column k: the view maps data to pixels by scale and offset only
+        x_scale, x_offset = t.m11(), t.dx()
+        painter.setFont(self.font)
         for k in range(n):
-            x = x0 + (t.map(QPointF(float(k), 0.0)).x() - x0)
+            x = x_scale * k + x_offset
             if x < -60 or x > device_w + 60:
                 continue
             is_hi = k == self.highlight
-            reach = fm.horizontalAdvance(self.norms[k]) / 2 + 2 if horizontal else line_h / 2
+            reach = advance(self.norms[k]) / 2 + 2 if horizontal else line_h / 2
             covered = not is_hi and abs(x - hi_x) < hi_half + reach
             if not is_hi and k % stride and k != n - 1:
                 continue
-            painter.setFont(self.font)
             header = self.headers[k]
             if horizontal:
                 w = fm.horizontalAdvance(header)
@@ -364,20 +370,37 @@ class _LayerLabels(pg.GraphicsObject):
                 self._highlight_value(painter, x, bottom + 8 + (line_h if horizontal and
                                                              self.extra[k] > 0 else 0),
                                       self.norms[k])
+                painter.setFont(self.font)
         painter.restore()
 
+    def _advance_of(self, fm: QFontMetricsF):
+        """Text width in self.font, remembered per string (a frame asks for the same
+        few dozen strings; the cache is dropped when it grows past a few thousand)."""
+        cache = self._advance
+        if len(cache) > 4096:
+            cache.clear()
+
+        def advance(text: str) -> float:
+            w = cache.get(text)
+            if w is None:
+                w = cache[text] = fm.horizontalAdvance(text)
+            return w
+
+        return advance
+
     def _vertical(self, painter, x, y, text, color, fm, up_from: bool, static=None) -> None:
-        """Text rotated by -90 degrees, reading upwards, starting (up_from) or ending at y."""
-        w = fm.horizontalAdvance(text)
-        painter.save()
-        painter.translate(x + fm.ascent() / 2 - fm.descent(), y if up_from else y + w)
-        painter.rotate(-90)
+        """Text rotated by -90 degrees, reading upwards, starting (up_from) or ending at y.
+        The painter's transform is the identity here (paint() reset it) and is again after."""
+        w = self._advance_of(fm)(text)
+        # rotate by -90 degrees about the origin, then move there: one transform, no save
+        painter.setTransform(QTransform(0.0, -1.0, 1.0, 0.0, x + fm.ascent() / 2 - fm.descent(),
+                                        y if up_from else y + w))
         painter.setPen(color)
         if static is not None:
             painter.drawStaticText(QPointF(0, -fm.ascent()), static)
         else:
             painter.drawText(QPointF(0, 0), text)
-        painter.restore()
+        painter.resetTransform()
 
     def _badge(self, painter, center: QPointF, text: str) -> None:
         fm = QFontMetricsF(self.font)

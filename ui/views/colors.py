@@ -9,11 +9,14 @@ reserved for exact zeros (and -inf), the last bin for NaN.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QDockWidget, QGraphicsItem
+from PySide6.QtWidgets import QDockWidget, QGraphicsItem, QLabel, QSizePolicy, QWidget
 
 BACKGROUND = "#14171f"
 PANEL = "#1c2030"
@@ -247,9 +250,90 @@ def value_range(current, lo: float, hi: float, pad: float = 0.08):
     return (lo - pad * span, hi + pad * span)
 
 
+class QuietBox(QWidget):
+    """Holds a label whose text changes with every step (numbers).
+
+    A label's new text re-lays out every layout above it, up to the main window's
+    (a millisecond or two a frame). This box has no layout of its own, so the
+    label's request stops here, and goes on only when the new text needs more room:
+    another height for a word-wrapped label, a larger size for a single line."""
+
+    def __init__(self, label: QLabel):
+        super().__init__()
+        self.label = label
+        label.setParent(self)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(label.wordWrap())
+        self.setSizePolicy(policy)
+
+    def hasHeightForWidth(self) -> bool:
+        return self.label.wordWrap()
+
+    def heightForWidth(self, width: int) -> int:
+        return self.label.heightForWidth(width)
+
+    def sizeHint(self):
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self):
+        return self.label.minimumSizeHint()
+
+    def resizeEvent(self, ev) -> None:
+        self.label.setGeometry(self.rect())
+        super().resizeEvent(ev)
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.LayoutRequest:  # posted by the label's setText
+            if self.label.wordWrap():
+                more = self.heightForWidth(self.width()) != self.height()
+            else:
+                hint = self.label.sizeHint()
+                more = hint.width() > self.width() or hint.height() != self.height()
+            if more:
+                self.updateGeometry()
+            return True
+        return super().event(ev)
+
+
+class _DrawQueue:
+    """While the simulation plays, the docked views draw one per turn of the event loop.
+
+    One snapshot reaching every panel in a row kept the GUI thread busy for 30 ms and
+    more on a 50 x 64 network; a key press then waited for all of it. Each turn draws
+    the next waiting view with the newest snapshot (a view waits at most once), and
+    the event loop handles input and repaints in between."""
+
+    def __init__(self):
+        self._waiting: dict[int, DrawWhenSeen] = {}  # in order of arrival
+        self._timer: QTimer | None = None
+
+    def add(self, helper: DrawWhenSeen) -> None:
+        self._waiting.setdefault(id(helper), helper)
+        if self._timer is None or not shiboken6.isValid(self._timer):
+            self._timer = QTimer(QCoreApplication.instance())  # goes with the application
+            self._timer.setSingleShot(True)
+            self._timer.timeout.connect(self._next)
+        if not self._timer.isActive():
+            self._timer.start(0)
+
+    def discard(self, helper: DrawWhenSeen) -> None:
+        self._waiting.pop(id(helper), None)
+
+    def _next(self) -> None:
+        if self._waiting:
+            key = next(iter(self._waiting))
+            self._waiting.pop(key)._draw_latest()
+        if self._waiting:
+            self._timer.start(0)  # started inside a timeout: fires on the next turn
+
+
+_DRAW_QUEUE = _DrawQueue()
+
+
 class DrawWhenSeen:
     """Draws a view's snapshots while the view can be seen, and the latest one when it
-    can be seen again.
+    can be seen again; while playing, in a turn of the event loop of its own
+    (``_DrawQueue``).
 
     A dock widget whose tab is not the current one is not hidden: Qt moves it out of
     the window, and only ``QDockWidget.visibilityChanged`` says so. The view routes
@@ -260,7 +344,10 @@ class DrawWhenSeen:
     """
 
     def __init__(self, view, throttled: bool = False):
-        self._view = view
+        # weakly: a view -> helper -> view cycle would leave a closed top-level view to
+        # the garbage collector, which deletes its C++ side whenever it runs, even in the
+        # middle of another widget's paint event (a crash)
+        self._view = weakref.ref(view)
         self._throttled = throttled
         self._pending = False
         self._dock: QDockWidget | None = None
@@ -268,19 +355,31 @@ class DrawWhenSeen:
 
     @property
     def visible(self) -> bool:
-        return self._dock_visible and self._view.isVisible()
+        view = self._view()
+        return view is not None and self._dock_visible and view.isVisible()
 
     def request(self, snapshot, force: bool = False) -> None:
-        if self.visible:
-            self._pending = False
-            self._draw(snapshot, force)
-        else:
+        if not self.visible:
             self._pending = True
+            return
+        self._pending = False
+        view = self._view()
+        if not force and getattr(view.controller, "is_playing", False):
+            _DRAW_QUEUE.add(self)
+            return
+        _DRAW_QUEUE.discard(self)  # drawn now: an older wait must not draw after it
+        self._draw(snapshot, force)
+
+    def _draw_latest(self) -> None:
+        view = self._view()
+        if view is not None and self.visible:
+            self._draw(view.controller.snapshot, False)
 
     def attach(self) -> None:
         """Find the dock the view sits in (it changes when the view is re-docked), then
         draw what was missed while hidden."""
-        w = self._view.parentWidget()
+        view = self._view()
+        w = view.parentWidget() if view is not None else None
         while w is not None and not isinstance(w, QDockWidget):
             w = w.parentWidget()
         if w is not self._dock:
@@ -293,6 +392,7 @@ class DrawWhenSeen:
         self._catch_up()
 
     def detach(self) -> None:
+        _DRAW_QUEUE.discard(self)
         if self._dock is not None:
             try:
                 self._dock.visibilityChanged.disconnect(self._on_visibility_changed)
@@ -308,13 +408,16 @@ class DrawWhenSeen:
     def _catch_up(self) -> None:
         if self._pending and self.visible:
             self._pending = False
-            self._draw(self._view.controller.snapshot, True)
+            self._draw(self._view().controller.snapshot, True)
 
     def _draw(self, snapshot, force: bool) -> None:
+        view = self._view()
+        if view is None:
+            return
         if self._throttled:
-            self._view.render_snapshot(snapshot, force=force)
+            view.render_snapshot(snapshot, force=force)
         else:
-            self._view.render_snapshot(snapshot)
+            view.render_snapshot(snapshot)
 
 
 def _guard_graphicsview_paint() -> None:

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -66,7 +65,8 @@ class FindingCard(QFrame):
         # selectable while the mouse is over it: a selectable label lays its text out
         # twice more after every change, an extra repaint of the panel each time
         self.detail.installEventFilter(self)
-        layout.addWidget(_QuietWrap(self.detail))
+        self._detail_box = C.QuietBox(self.detail)  # its numbers change every step
+        layout.addWidget(self._detail_box)
         self.buttons = []
         if finding.remedies:
             row = QVBoxLayout()
@@ -108,45 +108,6 @@ class FindingCard(QFrame):
                 f"QFrame#card {{ background: {C.PANEL}; border: 1px solid {C.GRID}; "
                 f"border-left: 4px solid {color}; border-radius: 4px; }}"
                 f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
-
-
-class _QuietWrap(QWidget):
-    """Holds a word-wrapped label whose numbers change with every step.
-
-    A label's new text re-lays out every layout above it, up to the main window's
-    (about 1.5 ms a frame). This box has no layout of its own, so the label's request
-    stops here, and goes on only when the new text wraps to another height."""
-
-    def __init__(self, label: QLabel):
-        super().__init__()
-        self.label = label
-        label.setParent(self)
-        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        policy.setHeightForWidth(True)
-        self.setSizePolicy(policy)
-
-    def hasHeightForWidth(self) -> bool:
-        return True
-
-    def heightForWidth(self, width: int) -> int:
-        return self.label.heightForWidth(width)
-
-    def sizeHint(self):
-        return self.label.sizeHint()
-
-    def minimumSizeHint(self):
-        return self.label.minimumSizeHint()
-
-    def resizeEvent(self, ev) -> None:
-        self.label.setGeometry(self.rect())
-        super().resizeEvent(ev)
-
-    def event(self, ev) -> bool:
-        if ev.type() == QEvent.Type.LayoutRequest:  # posted by the label's setText
-            if self.heightForWidth(self.width()) != self.height():
-                self.updateGeometry()
-            return True
-        return super().event(ev)
 
 
 class DiagnosisPanel(QWidget):

@@ -56,6 +56,7 @@ class GradientFlowView(QWidget):
         self._plain_chain = True  # the prediction line is drawn solid
         self._n = 0
         self._range = None  # (x, y) ranges shown: a new one re-lays out the axes
+        self._floor_marks = None  # (layers without a finite norm, floor) drawn
 
         self._buttons = {}
         bar = QHBoxLayout()
@@ -227,7 +228,10 @@ class GradientFlowView(QWidget):
         else:
             self.highlight_bar.hide()
         bad = ~finite
-        self.floor_marks.setData(x=x[bad], y=np.full(int(bad.sum()), lo + 0.15))
+        marks = (tuple(np.flatnonzero(bad)), lo)
+        if marks != self._floor_marks:  # usually none, frame after frame
+            self._floor_marks = marks
+            self.floor_marks.setData(x=x[bad], y=np.full(int(bad.sum()), lo + 0.15))
         if pred is not None:
             # the theory covers a plain chain of layers: with skip links or batch norm the
             # line is only a reference for "what this net would do without them"

@@ -32,25 +32,32 @@ def squeeze_steps(values: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
     most ``max_rows`` rows (float32; the oldest block is the short one).
 
     Returns the squeezed array and the number of steps per row. Blocks run along the
-    first axis so the sums are over whole rows at a time."""
+    first axis and are views of ``values``: no copy of the (large) input."""
     n = values.shape[0]
     if n <= max_rows:
         return values.astype(np.float32, copy=False), 1
     f = math.ceil(n / max_rows)
-    n_rows = math.ceil(n / f)
-    pad = n_rows * f - n
-    if pad:
-        values = np.concatenate([np.full((pad, values.shape[1]), np.nan, values.dtype), values])
-    blocks = values.reshape(n_rows, f, values.shape[1])
-    missing = np.isnan(blocks)
-    if not missing.any():
-        return blocks.mean(axis=1, dtype=np.float32), f
-    count = f - missing.sum(axis=1)
-    total = np.where(missing, 0, blocks).sum(axis=1, dtype=np.float32)
+    n_full, rem = divmod(n, f)
+    blocks = values[rem:].reshape(n_full, f, values.shape[1])
+    out = blocks.mean(axis=1, dtype=np.float32)
+    # a block with a NaN (a step not measured) is averaged over the rest, if any
+    nan_rows = np.flatnonzero(np.isnan(out).any(axis=1))
+    if nan_rows.size:
+        out[nan_rows] = _nan_mean(blocks[nan_rows])
+    if rem:
+        out = np.concatenate([_nan_mean(values[None, :rem]), out])
+    return out, f
+
+
+def _nan_mean(blocks: np.ndarray) -> np.ndarray:
+    """(k, f, n_layers) -> (k, n_layers) means over f ignoring NaN; NaN where all are."""
+    ok = ~np.isnan(blocks)
+    count = ok.sum(axis=1)
+    total = np.where(ok, blocks, 0).sum(axis=1, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (total / count).astype(np.float32)
     out[count == 0] = np.nan
-    return out, f
+    return out
 
 
 class GradientHistoryView(QWidget):
@@ -165,21 +172,24 @@ class GradientHistoryView(QWidget):
             self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
             return
         self._empty.hide()
-        # (steps, layers) throughout: a 5000-step history of 100 layers is half a million
-        # values, so every pass over them counts
-        a = np.abs(deltas)
-        measured = np.isfinite(a) & (a > 0)
-        if measured.any():
-            lo = math.floor(math.log10(float(np.min(a, where=measured, initial=np.inf))))
-            hi = math.ceil(math.log10(float(np.max(a, where=measured, initial=0.0))))
-        else:
-            lo, hi = -8, 0
+        # (steps, layers) throughout, in place on the copy: a 5000-step history of 100
+        # layers is half a million values, and every pass (and new array) over them counts
+        logs = deltas.astype(np.float32, copy=False)  # layer_series hands out a copy
+        np.abs(logs, out=logs)
+        zero = logs == 0
+        logs[zero] = np.nan  # no log of 0, and out of the min and max below
+        with np.errstate(invalid="ignore"):
+            np.log10(logs, out=logs)
+            lo, hi = np.fmin.reduce(logs, axis=None), np.fmax.reduce(logs, axis=None)
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # diverged (inf) or nothing measured
+            finite = logs[np.isfinite(logs)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
+        lo, hi = math.floor(lo), math.ceil(hi)
         if hi <= lo:
             hi = lo + 1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log10(a, dtype=np.float32)
-        # exact zeros (-inf) sit at the bottom of the scale; NaN (not measured) stays
-        # transparent; inf (diverged) at the top
+        # exact zeros sit at the bottom of the scale, inf (diverged) at the top; NaN (not
+        # measured) stays transparent
+        logs[zero] = lo
         np.clip(logs, lo, hi, out=logs)
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)

@@ -80,10 +80,13 @@ class LayerInspector(QWidget):
         form.setContentsMargins(4, 0, 4, 0)
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(1)
+        self._boxes = []
         for key, label in FIELDS:
             v = QLabel("\u2013")
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            form.addRow(label, v)
+            box = C.QuietBox(v)  # numbers change every step: no relayout of the window
+            form.addRow(label, box)
+            self._boxes.append(box)
             self.values[key] = v
 
         page = QWidget()

@@ -58,8 +58,9 @@ class LossView(QWidget):
             plot.setClipToView(True)
             plot.getAxis("left").enableAutoSIPrefix(False)
             # "peak" keeps each pixel column's min and max: 1 sample per pixel looks the same
-            # as the default 5 and draws a fifth of the segments
-            train = plot.plot([], [], pen=pg.mkPen(TRAIN, width=1.5), connect="finite",
+            # as the default 5 and draws a fifth of the segments. One pixel wide: the dense
+            # training curves drawn wider go through Qt's stroker, half the loss panel's paint
+            train = plot.plot([], [], pen=pg.mkPen(TRAIN, width=1), connect="finite",
                               autoDownsampleFactor=1.0)
             held = plot.plot([], [], pen=pg.mkPen(HELD_OUT, width=1.8), symbol="o",
                              symbolSize=4, symbolBrush=HELD_OUT, symbolPen=None,
