@@ -22,6 +22,7 @@ from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 from . import colors as C
+from .panel import Panel
 
 BUDGET_SECONDS = 0.0015  # per snapshot: part of a frame's 16 ms
 PLAY_INTERVAL = 0.25
@@ -39,7 +40,7 @@ class _SmoothImage(pg.ImageItem):
         super().paint(painter, *args)
 
 
-class DecisionBoundaryView(QWidget):
+class DecisionBoundaryView(Panel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -84,28 +85,19 @@ class DecisionBoundaryView(QWidget):
         self._stack.addWidget(page)
         self.setMinimumSize(220, 200)
 
-        # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self, throttled=True)
         self._refine_timer = QTimer(self)
         self._refine_timer.setSingleShot(True)
         self._refine_timer.setInterval(REFINE_AFTER_MS)
         self._refine_timer.timeout.connect(self._refine)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.experiment_changed, self._on_experiment_changed)
-        self._subs.connect(controller.running_changed, self._on_running_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        # no drawing while tabbed away or closed; the latest snapshot when shown again
+        self._subscribe(controller, throttled=True,
+                        extra=[(controller.experiment_changed, self._on_experiment_changed)])
         self.render_snapshot(controller.snapshot, force=True)
 
     # -- controller signals ------------------------------------------------------------
     def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
+        super()._on_snapshot_changed(snapshot)
         self._refine_later()
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._cost_per_point = None  # depth or width changed: measure again
@@ -116,21 +108,11 @@ class DecisionBoundaryView(QWidget):
             self._seen.request(self.controller.snapshot, force=True)
 
     def _on_running_changed(self, running: bool) -> None:
-        if not running:  # the last frame of a run is always drawn
-            self._seen.request(self.controller.snapshot, force=True)
+        super()._on_running_changed(running)
         self._refine_later()
 
     def _on_ready_changed(self) -> None:
         self._message.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     # -- data ----------------------------------------------------------------------------
     def _set_dataset(self, ds) -> None:

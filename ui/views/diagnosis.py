@@ -27,6 +27,7 @@ from simulator.diagnosis import diagnose
 from simulator.glossary import FINDING_TOPICS
 
 from . import colors as C
+from .panel import Panel
 
 PLAY_HZ = 4.0
 ICONS = {"critical": "\u2716", "warning": "\u26a0", "info": "\u2714"}
@@ -110,7 +111,7 @@ class FindingCard(QFrame):
                 f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
 
 
-class DiagnosisPanel(QWidget):
+class DiagnosisPanel(Panel):
     remedy_requested = Signal(str)  # a Remedy.key from simulator.diagnosis
     help_requested = Signal(str)  # a topic key from simulator.glossary
 
@@ -149,39 +150,14 @@ class DiagnosisPanel(QWidget):
         self.setMinimumSize(240, 160)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self, throttled=True)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.running_changed, self._on_running_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        self._subscribe(controller, throttled=True)
         self.render_snapshot(controller.snapshot, force=True)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._last_time = -math.inf  # the next snapshot is diagnosed whatever the clock says
 
-    def _on_running_changed(self, running: bool) -> None:
-        if not running:
-            self._seen.request(self.controller.snapshot, force=True)
-
     def _on_ready_changed(self) -> None:
         self.status.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:

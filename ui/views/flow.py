@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
-    QStackedLayout,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 from simulator.theory import mean_field
 
 from . import colors as C
+from .panel import Panel
 
 MODES = {
     "delta": ("||\u03b4||", "log10 ||\u03b4||", "delta_norm"),
@@ -44,7 +44,7 @@ def layer_ticks(n_weight_layers: int, max_labels: int = 16) -> list[tuple[int, s
     return ticks + [(n_weight_layers, "out")]
 
 
-class GradientFlowView(QWidget):
+class GradientFlowView(Panel):
     """Per-layer bars of the gradient norm, with the mean-field prediction over them."""
 
     def __init__(self, controller, parent=None):
@@ -116,50 +116,22 @@ class GradientFlowView(QWidget):
         self.highlight_text = pg.TextItem("", color=C.FOREGROUND, anchor=(0.5, 1.0))
         pi.addItem(self.highlight_text)
 
-        self._placeholder = QLabel("Compiling kernels\u2026")
-        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
         page = QWidget()
         inner = QVBoxLayout(page)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.setSpacing(2)
         inner.addLayout(bar)
         inner.addWidget(self.plot, 1)
-        self._stack = QStackedLayout(self)
-        self._stack.addWidget(self._placeholder)
-        self._stack.addWidget(page)
+        self._stack_page(page)
         self.setMinimumSize(260, 180)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        self._subscribe(controller, throttled=False)
         self.render_snapshot(controller.snapshot)
 
     # -- controller signals ------------------------------------------------------------
-    def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
-
     def _on_structure_changed(self, spec) -> None:
         self._theory = None  # recomputed for the next snapshot's spec
-
-    def _on_ready_changed(self) -> None:
-        self._placeholder.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     # -- mode ----------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:

@@ -16,13 +16,14 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtCore import QRectF
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from simulator.snapshot import HIST_DELTA
 
 from . import colors as C
 from .flow import layer_ticks
+from .panel import Panel
 
 PLAY_HZ = 15.0  # while playing, the heatmap is redrawn at most this often
 
@@ -60,7 +61,7 @@ def _nan_mean(blocks: np.ndarray) -> np.ndarray:
     return out
 
 
-class GradientHistoryView(QWidget):
+class GradientHistoryView(Panel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -90,52 +91,19 @@ class GradientHistoryView(QWidget):
                                   anchor=(0.5, 0.5))
         pi.addItem(self._empty)
 
-        self._placeholder = QLabel("Compiling kernels\u2026")
-        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
         page = QWidget()
         inner = QVBoxLayout(page)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plot)
-        self._stack = QStackedLayout(self)
-        self._stack.addWidget(self._placeholder)
-        self._stack.addWidget(page)
+        self._stack_page(page)
         self.setMinimumSize(260, 160)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self, throttled=True)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.running_changed, self._on_running_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        self._subscribe(controller, throttled=True)
         self.render_snapshot(controller.snapshot)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
-
-    def _on_running_changed(self, running: bool) -> None:
-        if not running:  # the last frame of a run is always drawn
-            self._seen.request(self.controller.snapshot, force=True)
-
-    def _on_ready_changed(self) -> None:
-        self._placeholder.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())

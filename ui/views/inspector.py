@@ -16,12 +16,12 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QStackedLayout,
     QVBoxLayout,
     QWidget,
 )
 
 from . import colors as C
+from .panel import Panel
 
 HISTOGRAMS = (
     ("activations", "activations a", "#6fa8dc"),
@@ -43,7 +43,7 @@ FIELDS = (
 )
 
 
-class LayerInspector(QWidget):
+class LayerInspector(Panel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -96,47 +96,16 @@ class LayerInspector(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(plots_row, 1)
         layout.addLayout(form)
-        self._placeholder = QLabel("Compiling kernels\u2026")
-        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
-        self._stack = QStackedLayout(self)
-        self._stack.addWidget(self._placeholder)
-        self._stack.addWidget(page)
+        self._stack_page(page)
         self.setMinimumSize(300, 300)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.selection_changed, self._on_selection_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        self._subscribe(controller, throttled=False,
+                        extra=[(controller.selection_changed, self._on_selection_changed)])
         self.render_snapshot(controller.snapshot)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
-
-    def _on_structure_changed(self, spec) -> None:
-        pass  # the next snapshot carries the new structure; the layer is clamped then
 
     def _on_selection_changed(self, k: int) -> None:
         self._seen.request(self.controller.snapshot)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
-
-    def _on_ready_changed(self) -> None:
-        self._placeholder.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     def _set(self, key: str, text: str) -> None:
         label = self.values[key]

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from . import colors as C
+from .panel import Panel
 
 PLAY_HZ = 15.0  # while playing, redraw at most this often: axes re-layout on every range change
 MAX_DOTS = 120  # held-out points drawn as dots up to this many; beyond, the line alone
@@ -28,7 +28,7 @@ TRAIN = "#6fa8dc"
 HELD_OUT = "#ffb347"
 
 
-class LossView(QWidget):
+class LossView(Panel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -79,52 +79,19 @@ class LossView(QWidget):
         self.acc_plot.addItem(self._no_acc, ignoreBounds=True)
         self._no_acc.hide()
 
-        self._placeholder = QLabel("Compiling kernels\u2026")
-        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._placeholder.setStyleSheet(f"color: {C.MUTED}; font-size: 12pt;")
         page = QWidget()
         inner = QVBoxLayout(page)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plots)
-        self._stack = QStackedLayout(self)
-        self._stack.addWidget(self._placeholder)
-        self._stack.addWidget(page)
+        self._stack_page(page)
         self.setMinimumSize(260, 180)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
-        self._seen = C.DrawWhenSeen(self, throttled=True)
-        self._subs = C.Subscriptions()
-        self._subs.connect(controller.snapshot_changed, self._on_snapshot_changed)
-        self._subs.connect(controller.structure_changed, self._on_structure_changed)
-        self._subs.connect(controller.running_changed, self._on_running_changed)
-        self._subs.connect(controller.ready, self._on_ready_changed)
+        self._subscribe(controller, throttled=True)
         self.render_snapshot(controller.snapshot)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        self._seen.request(snapshot)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self._seen.attach()
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None
-
-    def _on_running_changed(self, running: bool) -> None:
-        if not running:  # the last frame of a run is always drawn
-            self._seen.request(self.controller.snapshot, force=True)
-
-    def _on_ready_changed(self) -> None:
-        self._placeholder.setText("Building the network\u2026")
-
-    def close(self) -> bool:
-        self._subs.disconnect_all()
-        self._seen.detach()
-        return super().close()
-
-    def closeEvent(self, ev) -> None:
-        self._subs.disconnect_all()
-        super().closeEvent(ev)
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:
