@@ -85,6 +85,7 @@ DOCKS = (
     ("dock_flow", "Gradient flow", "flow", "GradientFlowView", _RIGHT),
     ("dock_diagnosis", "Diagnosis", "diagnosis", "DiagnosisPanel", _RIGHT),
     ("dock_inspector", "Layer inspector", "inspector", "LayerInspector", _RIGHT),
+    ("dock_factors", "Chain-rule factors", "factors", "FactorsView", _RIGHT),
     ("dock_loss", "Loss && accuracy", "loss", "LossView", _BOTTOM),  # "&&" shows as "&"
     ("dock_history", "Gradient history", "history", "GradientHistoryView", _BOTTOM),
     ("dock_boundary", "Decision boundary", "boundary", "DecisionBoundaryView", _BOTTOM),
@@ -368,6 +369,7 @@ class MainWindow(QMainWindow):
         # bottom row: loss | history | boundary
         self.splitDockWidget(d["dock_flow"], d["dock_diagnosis"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["dock_diagnosis"], d["dock_inspector"])
+        self.tabifyDockWidget(d["dock_inspector"], d["dock_factors"])
         d["dock_diagnosis"].raise_()
         self.splitDockWidget(d["dock_loss"], d["dock_history"], Qt.Orientation.Horizontal)
         self.splitDockWidget(d["dock_history"], d["dock_boundary"], Qt.Orientation.Horizontal)
