@@ -555,6 +555,8 @@ class MainWindow(QMainWindow):
         self.compiling_label.setVisible(compiling)
         self.compiling_bar.setVisible(compiling)
         if compiling:
+            self.compiling_label.setText(getattr(self.controller, "startup_text",
+                                                 "Compiling kernels\u2026"))
             self.status["phase"].setText("starting…")
 
     def _on_snapshot_changed(self, snap) -> None:
