@@ -581,7 +581,7 @@ for name, mod in list(sys.modules.items()):
             if isinstance(obj, Dispatcher):
                 dispatchers[f"{obj.py_func.__module__}.{obj.__name__}"] = obj
 compiled_at_import = sorted(n for n, d in dispatchers.items() if d.signatures)
-cached = simulator.kernels_cached()
+cached = simulator.kernels_cached() if hasattr(simulator, "kernels_cached") else None
 from simulator.experiment import load_preset
 from simulator.simulation import Simulation
 t2 = time.perf_counter()
@@ -601,13 +601,16 @@ print(json.dumps({"import_s": t1 - t0, "warmup_s": t3 - t2, "dispatchers": len(d
 """
 
 
-def measure_startup(warm_repeats: int = 3) -> dict:
-    """Cold: a fresh NUMBA_CACHE_DIR (every kernel compiles). Warm: the same folder again."""
+def measure_startup(warm_repeats: int = 3, tree: Path = ROOT) -> dict:
+    """Cold: a fresh NUMBA_CACHE_DIR (every kernel compiles). Warm: the same folder again.
+    ``tree``: the checkout whose ``simulator`` is measured (another one, e.g. an older
+    commit, for a before/after comparison on the same machine)."""
     with tempfile.TemporaryDirectory(prefix="gfl-numba-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1")
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1",
+                   PYTHONPATH=str(tree))
 
         def probe():
-            proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env,
+            proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=tree, env=env,
                                   capture_output=True, text=True, timeout=600, check=True)
             return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -615,7 +618,8 @@ def measure_startup(warm_repeats: int = 3) -> dict:
         warm = [probe() for _ in range(warm_repeats)]
     return {"cold": cold, "warm_warmup_s": statistics.median(w["warmup_s"] for w in warm),
             "warm_first_frame_s": statistics.median(w["first_frame_s"] for w in warm),
-            "warm_cached": all(w["cached"] for w in warm),
+            "warm_cached": (None if any(w["cached"] is None for w in warm)
+                            else all(w["cached"] for w in warm)),
             "warm_import_s": statistics.median(w["import_s"] for w in warm),
             "warm_compiled_at_import": sorted({n for w in warm for n in w["compiled_at_import"]})}
 
@@ -853,6 +857,10 @@ def main(argv=None) -> int:
     parser.add_argument("--config", action="append", default=None, metavar="DxW",
                         help="only this configuration (e.g. 30x32); repeatable")
     parser.add_argument("--no-startup", action="store_true", help="skip the cold/warm warmup")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the cold/warm start-up, printed (the doc is not written)")
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="with --startup-only: the checkout to measure (default: this one)")
     parser.add_argument("--no-profile", action="store_true", help="skip the core's breakdown")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.name}")
     parser.add_argument("--doc", type=Path, default=DOC, help="where to write the results")
@@ -867,6 +875,11 @@ def main(argv=None) -> int:
             parser.error(f"no configuration among {args.config}")
     t_start = time.perf_counter()
     args.load_before = os.getloadavg()[0]
+    if args.startup_only:
+        result = measure_startup(tree=args.tree.resolve())
+        print(json.dumps({"tree": str(args.tree), "load_before": args.load_before,
+                          "load_after": os.getloadavg()[0], **result}, indent=1))
+        return 0
     startup = None if args.no_startup else measure_startup()
     simulator.warmup()
     X, y = make_data()

@@ -203,3 +203,11 @@ def test_describe_layer_quotes_the_snapshot_numbers():
             assert g == pytest.approx(e, rel=0.06, abs=0.5 if e > 10 else 0.006), text
     assert describe_layer(snap, spec.depth + 1) is None  # the output layer
     assert describe_layer(snap, 0) is None
+
+
+def test_he_init_gives_a_weight_factor_near_sqrt2():
+    """||delta W^T||^2 ~ n Var[W] ||delta||^2 for random W, and He's Var[W] = 2 / n."""
+    spec = NetworkSpec(16, 4, hidden=(LayerSpec(400, "relu"),) * 3, init="he_normal")
+    net = Network(spec, seed=1, dtype=np.float64)
+    net.loss_and_gradients(*_batch(spec, B=32))
+    np.testing.assert_allclose(net.stats[1:4, K.S_WEIGHT_FACTOR], math.sqrt(2), rtol=0.05)
