@@ -141,6 +141,9 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
                              "of the first batch at initialization, without an update)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON (NaN and Inf become null)")
+    parser.add_argument("--compare", action="store_true",
+                        help="probe a comparison (A and B in lockstep): --preset names a "
+                             "comparison preset, --experiment a comparison file")
 
 
 def _load(args: argparse.Namespace) -> Experiment:
@@ -309,6 +312,10 @@ def _describe_source(source: dict) -> str:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    from cli_compare import maybe_run_probe  # comparisons and pretraining sections
+    handled = maybe_run_probe(args)
+    if handled is not None:
+        return handled
     experiment = _load(args)
     source = ({"preset": args.preset} if args.preset is not None
               else {"file": str(args.experiment)})

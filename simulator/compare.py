@@ -19,7 +19,7 @@ stays true after any edit or undo.
 from __future__ import annotations
 
 from .experiment import Experiment, TrainSpec
-from .pretrain import PretrainSpec, Pretrainer
+from .pretrain import Pretrainer, PretrainSpec
 from .simulation import Simulation
 from .snapshot import Snapshot
 from .spec import NetworkSpec
@@ -164,16 +164,16 @@ def network_differences(a: NetworkSpec, b: NetworkSpec) -> list[str]:
                 acts.setdefault(hb.activation, []).append(k)
         for act, ks in acts.items():
             out.append(act if len(ks) == a.depth else f"{act} in {_layers_text(ks)}")
-        bn_on = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden), 1)
+        bn_on = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden, strict=True), 1)
                  if hb.batchnorm and not ha.batchnorm]
-        bn_off = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden), 1)
+        bn_off = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden, strict=True), 1)
                   if ha.batchnorm and not hb.batchnorm]
         if bn_on:
             out.append("batch norm" if len(bn_on) == a.depth else
                        f"batch norm in {_layers_text(bn_on)}")
         if bn_off:
             out.append(f"no batch norm in {_layers_text(bn_off)}")
-        widths = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden), 1)
+        widths = [k for k, (ha, hb) in enumerate(zip(a.hidden, b.hidden, strict=True), 1)
                   if ha.width != hb.width]
         if widths:
             out.append("widths " + ", ".join(f"{b.hidden[k - 1].width} in layer {k}"

@@ -39,7 +39,7 @@ from .experiment import (
     TrainSpec,
     _parse_json,
 )
-from .pretrain import PretrainSpec, Pretrainer, check_pretrainable
+from .pretrain import Pretrainer, PretrainSpec, check_pretrainable
 from .simulation import Simulation
 from .spec import ACTIVATIONS, INITS, SpecError, _check_choice, _check_int
 

@@ -14,8 +14,8 @@ from simulator.experiment import Experiment, TrainSpec
 from simulator.network import ACT_CODE
 from simulator.pretrain import (
     MICRO_STEPS,
-    PretrainSpec,
     Pretrainer,
+    PretrainSpec,
     check_pretrainable,
 )
 from simulator.simulation import Simulation
