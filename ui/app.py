@@ -289,6 +289,9 @@ class MainWindow(QMainWindow):
         from .export import install_export_action  # ui.export builds MainWindows itself
 
         self.exporter = install_export_action(self)
+        from .compare_window import install_compare_actions  # compare mode: its own window
+
+        self.compare_actions = install_compare_actions(self)
 
     # -- construction ---------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
