@@ -1,0 +1,158 @@
+"""The compare window, driven as a user drives it: the Compare menu and its shortcut,
+buttons and keys for lockstep stepping, edits and undo on one side, B pretrained."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QKeySequence  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from simulator.spec import LayerSpec, NetworkSpec  # noqa: E402
+from ui.app import MainWindow  # noqa: E402
+from ui.compare_window import CompareWindow  # noqa: E402
+
+pytestmark = pytest.mark.qt
+
+
+def _same(a, b) -> bool:
+    return (a.step_count == b.step_count
+            and np.array_equal(a.network.params_flat, b.network.params_flat))
+
+
+@pytest.fixture
+def main_window(qtbot, controller, editor, settings):
+    w = MainWindow(controller, editor, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    return w
+
+
+@pytest.fixture
+def compare(qtbot, tiny_experiment):
+    w = CompareWindow(tiny_experiment)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    return w
+
+
+def test_ctrl_k_forks_the_current_experiment_into_a_and_b(qtbot, main_window, controller):
+    controller.run_steps(3)
+    QTest.keySequence(main_window, QKeySequence("Ctrl+K"))
+    qtbot.waitUntil(lambda: bool(getattr(main_window, "compare_windows", [])))
+    w = main_window.compare_windows[-1]
+    c = w.driver.comparison
+    assert c.a.experiment == controller.sim.experiment == c.b.experiment
+    assert c.a.step_count == 0 and _same(c.a, c.b)
+    assert w.label.text() == "A and B are the same"
+    w.close()
+
+
+def test_buttons_step_both_in_lockstep_and_keys_too(qtbot, compare):
+    c = compare.driver.comparison
+    qtbot.mouseClick(compare.button_step, Qt.MouseButton.LeftButton)
+    assert c.a.step_count == c.b.step_count == 1
+    for _ in range(c.a.n_micro_steps):
+        qtbot.mouseClick(compare.button_micro, Qt.MouseButton.LeftButton)
+    assert c.a.step_count == c.b.step_count == 2
+    QTest.keyClick(compare, Qt.Key.Key_Right)
+    assert c.a.step_count == 3 and _same(c.a, c.b)
+    assert compare.bars_a.opts["height"] is not None
+    assert "step 3" in compare.status.text()
+
+
+def test_fast_mode_trains_both_and_pauses(qtbot, compare):
+    c = compare.driver.comparison
+    qtbot.mouseClick(compare.button_fast, Qt.MouseButton.LeftButton)
+    assert compare.button_fast.text() == "Pause"
+    qtbot.waitUntil(lambda: compare.driver.frame.a.step > 100, timeout=20000)
+    qtbot.mouseClick(compare.button_fast, Qt.MouseButton.LeftButton)
+    assert not compare.driver.is_playing and compare.button_fast.text() == "Fast"
+    assert _same(c.a, c.b)
+    # curves of both sides drawn from their histories
+    xa, _ = compare.loss_a.getData()
+    assert len(xa) > 0 and xa[-1] == c.a.history.steps()[-1]
+
+
+def test_play_and_space(qtbot, compare):
+    c = compare.driver.comparison
+    QTest.keyClick(compare, Qt.Key.Key_Space)
+    assert compare.driver.is_playing
+    qtbot.waitUntil(lambda: c.a.step_count >= 2, timeout=10000)
+    QTest.keyClick(compare, Qt.Key.Key_Space)
+    assert not compare.driver.is_playing and _same(c.a, c.b)
+
+
+def test_edit_goes_to_b_only_and_undo_is_per_side(qtbot, compare):
+    c = compare.driver.comparison
+    a_before = c.a.network.params_flat.copy()
+    index = compare.remedy_box.findData("relu")
+    compare.remedy_box.setCurrentIndex(index)
+    qtbot.mouseClick(compare.button_apply, Qt.MouseButton.LeftButton)
+    assert c.b.spec.hidden[0].activation == "relu"
+    assert c.a.spec.hidden[0].activation == "tanh"
+    assert compare.label.text() == "B: relu"
+    assert compare.button_undo_b.isEnabled() and not compare.button_undo_a.isEnabled()
+    qtbot.mouseClick(compare.button_step, Qt.MouseButton.LeftButton)
+    assert not np.array_equal(c.a.network.params_flat, a_before)  # A trained, not edited
+    QTest.keySequence(compare, QKeySequence("Ctrl+Z"))
+    assert c.b.spec.hidden[0].activation == "tanh"
+    assert compare.label.text() == "A and B are the same"
+    # A edited through its own stack, undone on its own
+    compare.driver.editors["a"].set_activation(0, "relu")
+    assert c.a.spec.hidden[1].activation == "relu" and c.b.spec.hidden[1].activation == "tanh"
+    assert compare.button_undo_a.isEnabled()
+    qtbot.mouseClick(compare.button_undo_a, Qt.MouseButton.LeftButton)
+    assert c.a.spec.hidden[1].activation == "tanh"
+
+
+def test_pretrain_b_layer_by_layer_then_both_train(qtbot, tiny_experiment):
+    spec = NetworkSpec(2, 2, hidden=tuple(LayerSpec(8, "sigmoid") for _ in range(3)),
+                       init="uniform_fanin")
+    w = CompareWindow(replace(tiny_experiment, network=spec))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.mouseClick(w.button_pretrain, Qt.MouseButton.LeftButton)
+    c = w.driver.comparison
+    assert w.label.text() == "B: pretrained" and c.b_pretraining
+    qtbot.mouseClick(w.button_step, Qt.MouseButton.LeftButton)
+    assert c.pretrainer.layer_step == 1 and c.a.step_count == 0
+    assert "pretraining layer 1 of 3" in w.status.text() and "A waits" in w.status.text()
+    assert list(w.pretrain_mark.opts["x"]) == [1]
+    w.driver.run_steps(3 * c.pretrainer.spec.steps_per_layer - 1)
+    assert not c.b_pretraining and len(w.recon_curves) == 3
+    qtbot.mouseClick(w.button_step, Qt.MouseButton.LeftButton)
+    assert c.a.step_count == c.b.step_count == 1
+    assert not np.array_equal(c.a.network.params["W1"], c.b.network.params["W1"])
+    # undo on B: back to random weights, no pretraining, same as A's start
+    qtbot.mouseClick(w.button_undo_b, Qt.MouseButton.LeftButton)
+    assert c.pretrainer is None and w.label.text() == "A and B are the same"
+
+
+def test_pretraining_refused_with_a_message_on_a_network_with_skips(qtbot, tiny_experiment):
+    spec = replace(tiny_experiment.network, skips=((1, 3),))
+    w = CompareWindow(replace(tiny_experiment, network=spec))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.mouseClick(w.button_pretrain, Qt.MouseButton.LeftButton)
+    assert w.driver.comparison.pretrainer is None
+    assert "skip" in w.statusBar().currentMessage()
+
+
+def test_diagnosis_of_each_side_is_shown(qtbot, compare):
+    compare.driver.run_steps(20)
+    assert "Diagnosis of A" in compare.diag_a.toPlainText()
+    assert "Diagnosis of B" in compare.diag_b.toPlainText()
