@@ -18,6 +18,8 @@ Exporting a comparison is not done here (the export package is being restructure
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -52,9 +54,14 @@ COLOR_A = "#4c9be8"
 COLOR_B = "#f28e2b"
 PLAY_RATE = 10.0  # iterations per second when playing (animated)
 MICRO_RATE = 12.0  # micro-steps per second when animating micro-steps
-FAST_CHUNK_SECONDS = 0.01  # worker: training time per lock hold
+FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a click waits
 FAST_FPS = 15
 FAST_EVAL_EVERY = 50
+FAST_SWITCH_INTERVAL = 0.0005  # s: the worker gets the GIL back soon after each kernel call
+# fast mode: at most this share of the GUI thread's time goes to drawing (as the main
+# controller does: on two CPUs every millisecond drawn is one the worker loses)
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+FAST_GUI_SHARE = 0.15 if (_CPUS or 1) <= 2 else 0.5
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class CompareFrame:
     pretrain: object  # PretrainSnapshot of B, or None when B is not pretrained
     label: str
     waiting: bool  # A waits while B pretrains
+    curves: tuple  # per side: (steps, loss, accuracy) from its history
+    recon: tuple  # B's reconstruction loss per step, one array per layer (() if none)
 
 
 class SideController(QObject):
@@ -116,6 +125,8 @@ class CompareDriver(QObject):
         self.comparison = comparison if comparison is not None else Comparison(
             experiment, history_capacity=history_capacity)
         self._lock = threading.RLock()
+        self._turn = threading.Lock()  # whoever waits for the lock goes before the worker
+        self._held = threading.local()
         self.sides = {"a": SideController(self, "a"), "b": SideController(self, "b")}
         self.editors = {k: Editor(s) for k, s in self.sides.items()}
         for s in self.sides.values():
@@ -128,46 +139,72 @@ class CompareDriver(QObject):
         self._clock.timeout.connect(self._on_tick)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._worker_frame.connect(self.publish)
-        self.steps_done = 0  # lockstep iterations (or pretraining steps) since start
+        self._worker_frame.connect(self._on_worker_frame)
+        self._newest: CompareFrame | None = None  # the worker's frame not drawn yet
+        self._frame_mark = None  # (wall, GUI thread CPU time) when the last fast frame began
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.timeout.connect(self._on_worker_frame)
         self.publish()
 
     # -- reading and the frame --------------------------------------------------------
     @contextmanager
     def locked(self):
-        with self._lock:
+        """Hold the comparison still (the worker pauses between chunks)."""
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._lock.acquire()
+        else:
+            with self._turn:
+                self._lock.acquire()
+        self._held.depth = depth + 1
+        try:
             yield self.comparison
+        finally:
+            self._held.depth = depth
+            self._lock.release()
+
+    def _make_frame(self) -> CompareFrame:
+        """Copies of everything the window draws (call with the lock held)."""
+        c = self.comparison
+        a, b = c.snapshots()
+        p = c.pretrainer
+        pre = p.snapshot() if p is not None else None
+        curves = tuple((s.history.steps(), s.history.scalar("loss"),
+                        s.history.scalar("accuracy")) for s in c.sides)
+        recon = tuple(p.loss_history(k + 1) for k in range(p.n_layers)) if p else ()
+        return CompareFrame(a, b, pre, c.label, c.b_pretraining, curves, recon)
 
     def publish(self) -> None:
-        with self._lock:
-            c = self.comparison
-            a, b = c.snapshots()
-            pre = c.pretrainer.snapshot() if c.pretrainer is not None else None
-            frame = CompareFrame(a, b, pre, c.label, c.b_pretraining)
+        with self.locked():
+            frame = self._make_frame()
+        self._show(frame)
+
+    def _show(self, frame: CompareFrame) -> None:
         self.frame = frame
         self.frame_changed.emit(frame)
 
     # -- stepping ---------------------------------------------------------------------
     def micro_step(self) -> None:
         self.pause()
-        with self._lock:
+        with self.locked():
             self.comparison.micro_step()
         self.publish()
 
     def step(self) -> None:
         self.pause()
-        with self._lock:
+        with self.locked():
             self.comparison.step()
         self.publish()
 
     def run_steps(self, n: int) -> None:
-        with self._lock:
+        with self.locked():
             self.comparison.run(n)
         self.publish()
 
     def reset(self) -> None:
         self.pause()
-        with self._lock:
+        with self.locked():
             self.comparison.reset()
         self.publish()
 
@@ -210,7 +247,7 @@ class CompareDriver(QObject):
         if not self._playing:
             return
         t0 = time.perf_counter()
-        with self._lock:
+        with self.locked():
             if self._mode == "micro":
                 self.comparison.micro_step()
             else:
@@ -229,42 +266,75 @@ class CompareDriver(QObject):
         return pre_div or (c.a.divergence is not None and c.b.divergence is not None)
 
     def _start_worker(self) -> None:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(FAST_SWITCH_INTERVAL)
+        with self.locked():
+            for sim in self.comparison.sides:
+                sim.eval_every = FAST_EVAL_EVERY
         self._stop.clear()
-        for sim in self.comparison.sides:
-            sim.eval_every = FAST_EVAL_EVERY
+        self._newest = None
+        self._frame_mark = None
         self._worker = threading.Thread(target=self._worker_loop, name="compare-training",
                                         daemon=True)
         self._worker.start()
 
     def _stop_worker(self) -> None:
+        self._frame_timer.stop()
         if self._worker is None:
             return
         self._stop.set()
         self._worker.join()
         self._worker = None
-        for sim in self.comparison.sides:
-            sim.eval_every = 10
+        self._newest = None
+        sys.setswitchinterval(self._switch_interval)
+        with self.locked():
+            for sim in self.comparison.sides:
+                sim.eval_every = 10
 
     def _worker_loop(self) -> None:
-        n = 8
+        n = 1
         last_frame = 0.0
         while not self._stop.is_set():
-            t0 = time.perf_counter()
-            with self._lock:
+            with self.locked():
+                t0 = time.perf_counter()
                 self.comparison.run(n)
+                dt = time.perf_counter() - t0
+                # chunks of about FAST_CHUNK_SECONDS: a click waits at most that long
+                n = int(np.clip(n * FAST_CHUNK_SECONDS / max(dt, 1e-6), 1, 10_000))
                 stopped = self._stopped_by_divergence()
-            self.steps_done += n
-            dt = time.perf_counter() - t0
-            # chunks of about FAST_CHUNK_SECONDS: the GUI waits at most that long for the lock
-            n = int(np.clip(n * FAST_CHUNK_SECONDS / max(dt, 1e-6), 1, 4096))
-            now = time.perf_counter()
-            if now - last_frame > 1.0 / FAST_FPS or stopped:
-                last_frame = now
+                now = time.perf_counter()
+                frame = None
+                # a new frame only once the GUI has taken the last one
+                if stopped or (self._newest is None and now - last_frame >= 1.0 / FAST_FPS):
+                    frame = self._make_frame()
+                    last_frame = now
+            if frame is not None:
+                self._newest = frame
                 self._worker_frame.emit()  # queued to the GUI thread
             if stopped:
-                QTimer.singleShot(0, self, self.pause)
                 return
             time.sleep(0)
+
+    def _on_worker_frame(self) -> None:
+        frame = self._newest
+        if frame is None:
+            return
+        stopped = self._worker is not None and not self._worker.is_alive()
+        if not stopped:
+            if not self._playing:
+                return
+            if self._frame_mark is not None:
+                began, cpu = self._frame_mark
+                wait = began + (time.thread_time() - cpu) / FAST_GUI_SHARE - time.perf_counter()
+                if wait > 0:  # drawing now would take the GUI over its share: later
+                    if not self._frame_timer.isActive():
+                        self._frame_timer.start(max(1, int(wait * 1000 + 0.5)))
+                    return
+            self._frame_mark = (time.perf_counter(), time.thread_time())
+        self._newest = None
+        self._show(frame)
+        if stopped:
+            self.pause()
 
     # -- edits ------------------------------------------------------------------------
     def pretrain_b(self, spec: PretrainSpec | None = None) -> bool:
@@ -488,7 +558,7 @@ class CompareWindow(QMainWindow):
                 status += f"    {name}: {snap.divergence.message}"
         self.status.setText(status)
         self._draw_flow(frame)
-        self._draw_curves()
+        self._draw_curves(frame)
         self._draw_recon(frame)
         self._draw_diagnosis(frame)
 
@@ -511,11 +581,8 @@ class CompareWindow(QMainWindow):
         self.flow_plot.setXRange(0.4, n + 0.6, padding=0)
         self.flow_plot.setYRange(lo, hi, padding=0)
 
-    def _draw_curves(self) -> None:
-        with self.driver.locked() as c:
-            series = [(s.history.steps(), s.history.scalar("loss"), s.history.scalar("accuracy"))
-                      for s in c.sides]
-        for (steps, loss, acc), lc, ac in zip(series, (self.loss_a, self.loss_b),
+    def _draw_curves(self, frame: CompareFrame) -> None:
+        for (steps, loss, acc), lc, ac in zip(frame.curves, (self.loss_a, self.loss_b),
                                               (self.acc_a, self.acc_b), strict=True):
             ok = np.isfinite(loss)
             lc.setData(steps[ok], loss[ok])
@@ -523,20 +590,17 @@ class CompareWindow(QMainWindow):
             ac.setData(steps[ok], acc[ok])
 
     def _draw_recon(self, frame: CompareFrame) -> None:
-        p = self.driver.comparison.pretrainer
-        if p is None:
-            for curve in self.recon_curves:
-                self.recon_plot.removeItem(curve)
-            self.recon_curves = []
-            return
-        while len(self.recon_curves) < p.n_layers:
-            k = len(self.recon_curves)
-            color = pg.intColor(k, hues=max(p.n_layers, 2))
-            self.recon_curves.append(self.recon_plot.plot(pen=pg.mkPen(color, width=2),
-                                                          name=f"layer {k + 1}"))
-        with self.driver.locked():
-            hist = [p.loss_history(k + 1) for k in range(p.n_layers)]
-        for curve, h in zip(self.recon_curves, hist, strict=False):
+        hist = frame.recon
+        if len(self.recon_curves) != len(hist):
+            self.recon_plot.clear()
+            legend = self.recon_plot.plotItem.legend
+            if legend is not None:
+                legend.clear()
+            self.recon_curves = [
+                self.recon_plot.plot(pen=pg.mkPen(pg.intColor(k, hues=max(len(hist), 2)),
+                                                  width=2), name=f"layer {k + 1}")
+                for k in range(len(hist))]
+        for curve, h in zip(self.recon_curves, hist, strict=True):
             ok = np.isfinite(h) & (h > 0)
             curve.setData(np.arange(len(h))[ok], h[ok])
 
