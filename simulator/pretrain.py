@@ -400,3 +400,23 @@ def pretrain(sim: Simulation, spec: PretrainSpec | None = None) -> Pretrainer:
     p.pretrain_all()
     return p
 
+
+
+def warmup(dtypes=("float32", "float64")) -> None:
+    """Compile (or load from numba's cache) the autoencoder kernels on tiny arrays of the
+    exact types pretraining uses, so the first pretraining step does not wait for it."""
+    from .data import DataSpec
+    from .experiment import Experiment, TrainSpec
+    from .spec import LayerSpec
+
+    for dtype in dtypes:
+        spec = NetworkSpec(2, 2, hidden=(LayerSpec(3, "sigmoid"), LayerSpec(2, "tanh")))
+        exp = Experiment("warmup", "", spec, DataSpec(kind="xor", n_samples=16),
+                         TrainSpec(batch_size=4), dtype=dtype)
+        for tied, denoise in ((True, 0.0), (False, 0.3)):
+            p = Pretrainer(Simulation(exp, history_capacity=4),
+                           PretrainSpec(steps_per_layer=2, batch_size=4, tied=tied,
+                                        denoise=denoise))
+            for _ in range(len(MICRO_STEPS)):
+                p.micro_step()
+            p.pretrain_all()

@@ -46,6 +46,7 @@ from simulator.compare import Comparison
 from simulator.diagnosis import REMEDIES, diagnose
 from simulator.experiment import Experiment
 from simulator.pretrain import PretrainSpec
+from simulator.pretrain import warmup as pretrain_warmup
 from simulator.spec import SpecError
 
 from .commands import EditCommand, Editor
@@ -145,6 +146,8 @@ class CompareDriver(QObject):
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._on_worker_frame)
+        # the autoencoder kernels compile (or load from numba's cache) off the GUI thread
+        threading.Thread(target=pretrain_warmup, name="pretrain-warmup", daemon=True).start()
         self.publish()
 
     # -- reading and the frame --------------------------------------------------------

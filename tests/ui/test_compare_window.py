@@ -156,3 +156,17 @@ def test_diagnosis_of_each_side_is_shown(qtbot, compare):
     compare.driver.run_steps(20)
     assert "Diagnosis of A" in compare.diag_a.toPlainText()
     assert "Diagnosis of B" in compare.diag_b.toPlainText()
+
+
+def test_compare_menu_opens_a_comparison_preset(qtbot, main_window):
+    menu = main_window.compare_actions["menu"]
+    presets = next(a.menu() for a in menu.actions() if a.menu() is not None)
+    action = next(a for a in presets.actions()
+                  if a.text() == "ReLU: Glorot vs He init at 30 layers")
+    action.trigger()
+    qtbot.waitUntil(lambda: bool(getattr(main_window, "compare_windows", [])))
+    w = main_window.compare_windows[-1]
+    assert w.label.text() == "B: He init"
+    assert w.driver.comparison.b.spec.init == "he_normal"
+    assert w.driver.comparison.a.spec.depth == 30
+    w.close()
