@@ -8,6 +8,7 @@ Two additions to the experiment format, parsed here so ``experiment.py`` stays a
 
     {"format": "gradient-flow-lab/comparison", "version": 1, "name": ..., "description": ...,
      "a": {an experiment, as in an experiment file},
+     "b": {an experiment (optional): B starts as this one instead of as A},
      "b_edits": [{"edit": "skips", "links": [[1, 3], [3, 5]]},
                  {"edit": "init", "init": "he_normal"},
                  {"edit": "activation", "layer": "all", "activation": "relu"},
@@ -23,8 +24,10 @@ Comparison presets are comparison files in ``assets/comparisons`` named ``NN_key
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +79,15 @@ class ComparisonSpec:
     description: str
     a: Experiment
     b_edits: tuple[dict, ...] = ()
+    b: Experiment | None = None  # B's own experiment (what the window saves), else A's
 
     def build(self, dataset=None) -> Comparison:
         c = Comparison(self.a, dataset=dataset)
+        if self.b is not None:
+            try:
+                c.b.set_experiment(self.b)
+            except SpecError as e:
+                raise SpecError(f"b.{e.field}", e.message) from None
         for i, edit in enumerate(self.b_edits):
             try:
                 apply_edit(c, edit)
@@ -87,9 +96,20 @@ class ComparisonSpec:
         return c
 
     def to_dict(self) -> dict:
-        return {"format": COMPARISON_FORMAT, "version": COMPARISON_VERSION, "name": self.name,
-                "description": self.description, "a": self.a.to_dict(),
-                "b_edits": [dict(e) for e in self.b_edits]}
+        d = {"format": COMPARISON_FORMAT, "version": COMPARISON_VERSION, "name": self.name,
+             "description": self.description, "a": self.a.to_dict()}
+        if self.b is not None:
+            d["b"] = self.b.to_dict()
+        d["b_edits"] = [dict(e) for e in self.b_edits]
+        return d
+
+    @classmethod
+    def of(cls, comparison: Comparison, name: str, description: str = "") -> ComparisonSpec:
+        """What a comparison is now, as a file: A and B as they stand, and B's pretraining."""
+        edits = ()
+        if comparison.pretrainer is not None:
+            edits = ({"edit": "pretrain", **comparison.pretrainer.spec.to_dict()},)
+        return cls(name, description, comparison.a.experiment, edits, comparison.b.experiment)
 
 
 def _hidden_layers(c: Comparison, layer: Any) -> list[int]:
@@ -178,7 +198,7 @@ def _comparison_from_dict(d: dict, base_dir, source) -> ComparisonSpec:
         if version > COMPARISON_VERSION:
             raise SpecError("version", f"the file was written by a newer Gradient Flow Lab "
                             f"(comparison version {version}); update the program to open it")
-        unknown = set(d) - {"format", "version", "name", "description", "a", "b_edits"}
+        unknown = set(d) - {"format", "version", "name", "description", "a", "b", "b_edits"}
         if unknown:
             raise SpecError("comparison",
                             f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}")
@@ -204,8 +224,36 @@ def _comparison_from_dict(d: dict, base_dir, source) -> ComparisonSpec:
     except ExperimentError as e:
         raise ExperimentError(e.message, field=f"a.{e.field}" if e.field else "a",
                               path=source) from None
-    spec = ComparisonSpec(name, description, a, tuple(dict(e) for e in edits))
-    return spec
+    b = None
+    if "b" in d:
+        try:
+            b = Experiment.from_dict(d["b"], base_dir=base_dir)
+        except ExperimentError as e:
+            raise ExperimentError(e.message, field=f"b.{e.field}" if e.field else "b",
+                                  path=source) from None
+    return ComparisonSpec(name, description, a, tuple(dict(e) for e in edits), b)
+
+
+def save_comparison(spec: ComparisonSpec, path: str | os.PathLike) -> None:
+    """Write a comparison file atomically (a temporary file beside it, then rename)."""
+    path = Path(path)
+    text = json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                   dir=path.absolute().parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise ExperimentError(f"cannot be written ({e.strerror or e})", path=str(path)) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def check_comparison(spec: ComparisonSpec, source: str | None = None) -> Comparison:

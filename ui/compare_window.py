@@ -31,6 +31,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -460,6 +461,10 @@ class CompareWindow(QMainWindow):
             "train from their own starting weights (A: random)")
         bar.addWidget(self.button_pretrain)
         bar.addStretch(1)
+        self.button_save = self._button("Save…", self.save_dialog,
+                                        "Save A and B as one comparison file (Ctrl+S)",
+                                        "Ctrl+S")
+        bar.addWidget(self.button_save)
         outer.addLayout(bar)
 
         plots = QGridLayout()
@@ -521,6 +526,27 @@ class CompareWindow(QMainWindow):
         self.setCentralWidget(central)
 
     # -- actions -------------------------------------------------------------------------
+    def save_to(self, path) -> bool:
+        """Write A and B (and B's pretraining) as one comparison file."""
+        from simulator.compare_experiment import ComparisonSpec, save_comparison
+
+        with self.driver.locked() as c:
+            spec = ComparisonSpec.of(c, self.windowTitle().removeprefix("Compare: "),
+                                     c.label)
+        try:
+            save_comparison(spec, path)
+        except ValueError as e:
+            self._on_error(str(e))
+            return False
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save comparison", "comparison.json",
+                                              "Comparison (*.json)")
+        if path:
+            self.save_to(path)
+
     def _apply_remedy(self) -> None:
         key = self.remedy_box.currentData()
         self.driver.editors["b"].apply_remedy(key)
@@ -643,11 +669,36 @@ def open_compare_window(main_window, pretrain_b: bool = False) -> CompareWindow 
 
 
 def open_comparison_preset(main_window, key: str) -> CompareWindow | None:
-    from simulator.compare_experiment import check_comparison, load_comparison
+    from simulator.compare_experiment import load_comparison
 
     try:
         spec = load_comparison(key)
-        comparison = check_comparison(spec)
+    except ValueError as e:
+        main_window.show_message(str(e))
+        return None
+    return open_comparison(main_window, spec)
+
+
+def open_comparison_file(main_window, path) -> CompareWindow | None:
+    from simulator.compare_experiment import ComparisonSpec, load_study
+
+    try:
+        spec = load_study(path)
+    except ValueError as e:
+        main_window.show_message(str(e))
+        return None
+    if not isinstance(spec, ComparisonSpec):
+        main_window.show_message(f"{path}: is an experiment, not a comparison file "
+                                 "(open it with File > Open)")
+        return None
+    return open_comparison(main_window, spec, source=str(path))
+
+
+def open_comparison(main_window, spec, source: str | None = None) -> CompareWindow | None:
+    from simulator.compare_experiment import check_comparison
+
+    try:
+        comparison = check_comparison(spec, source=source)
     except ValueError as e:
         main_window.show_message(str(e))
         return None
@@ -679,11 +730,22 @@ def install_compare_actions(main_window) -> dict:
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         main_window.addAction(action)
         menu.addAction(action)
+    open_action = QAction("&Open comparison file…", main_window)
+    open_action.setObjectName("action_open_comparison")
+
+    def choose() -> None:
+        path, _ = QFileDialog.getOpenFileName(main_window, "Open comparison", "",
+                                              "Comparison (*.json)")
+        if path:
+            open_comparison_file(main_window, path)
+
+    open_action.triggered.connect(choose)
+    menu.addAction(open_action)
     presets = menu.addMenu("Comparison &presets")
     for key, name, description in list_comparisons():
         action = presets.addAction(name)
         action.setToolTip(description)
         action.triggered.connect(lambda _=False, k=key: open_comparison_preset(main_window, k))
     presets.setToolTipsVisible(True)
-    return {"fork": fork, "pretrain": pre, "menu": menu}
+    return {"fork": fork, "pretrain": pre, "open": open_action, "menu": menu}
 

@@ -167,3 +167,20 @@ def test_comparison_uses_same_first_weights_as_a_single_run():
     spec = load_comparison("pretrained_vs_random")
     c = Comparison(spec.a)
     assert np.array_equal(c.a.network.params_flat, c.b.network.params_flat)
+
+
+
+def test_a_comparison_saved_from_its_state_reopens_the_same(tmp_path):
+    from simulator.compare_experiment import save_comparison
+
+    c = load_comparison("pretrained_vs_random").build()
+    c.b.set_training(replace(c.b.training, lr=0.05))
+    spec = ComparisonSpec.of(c, "mine", c.label)
+    path = tmp_path / "mine.json"
+    save_comparison(spec, path)
+    back = load_study(path)
+    assert back == spec
+    c2 = back.build()
+    assert c2.label == c.label == "B: lr 0.05; pretrained"
+    assert c2.b.experiment == c.b.experiment and c2.a.experiment == c.a.experiment
+    assert c2.pretrainer.spec == c.pretrainer.spec

@@ -170,3 +170,43 @@ def test_compare_menu_opens_a_comparison_preset(qtbot, main_window):
     assert w.driver.comparison.b.spec.init == "he_normal"
     assert w.driver.comparison.a.spec.depth == 30
     w.close()
+
+
+def test_save_then_open_as_one_file_keeps_both_sides(qtbot, main_window, compare, tmp_path,
+                                                     monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    compare.driver.editors["b"].apply_remedy("relu")
+    assert compare.driver.pretrain_b()  # B: ReLU layers, pretrained first
+    out = tmp_path / "cmp.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    QTest.keySequence(compare, QKeySequence("Ctrl+S"))
+    assert out.exists()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(out), ""))
+    main_window.compare_actions["open"].trigger()
+    qtbot.waitUntil(lambda: bool(getattr(main_window, "compare_windows", [])))
+    w = main_window.compare_windows[-1]
+    c, c0 = w.driver.comparison, compare.driver.comparison
+    assert c.a.experiment == c0.a.experiment and c.b.experiment == c0.b.experiment
+    assert w.label.text() == compare.label.text() == "B: relu; pretrained"
+    assert np.array_equal(c.b.network.params_flat, c0.b.network.params_flat)
+    w.close()
+
+
+def test_opening_a_bad_comparison_file_shows_the_field(qtbot, main_window, tmp_path,
+                                                       monkeypatch):
+    import json
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from simulator.compare_experiment import load_comparison
+
+    d = load_comparison("glorot_vs_he").to_dict()
+    d["b_edits"][0]["init"] = "he"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    shown = []
+    monkeypatch.setattr(main_window, "show_message", lambda text, kind="error": shown.append(text))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    main_window.compare_actions["open"].trigger()
+    assert shown and "b_edits[0].init" in shown[0]
