@@ -61,9 +61,7 @@ class Comparison:
         return p is not None and not p.done and p.divergence is None
 
     def _pretrain_steps_left(self) -> int:
-        p = self.pretrainer
-        return (p.spec.steps_per_layer - p.layer_step
-                + (p.n_layers - p.layer) * p.spec.steps_per_layer)
+        return self.pretrainer.steps_left
 
     @property
     def b_pretrained(self) -> bool:

@@ -177,6 +177,14 @@ class Pretrainer:
     def done(self) -> bool:
         return self.layer == 0
 
+    @property
+    def steps_left(self) -> int:
+        """Pretraining steps still to do (0 once fine-tuning has begun)."""
+        if self.done:
+            return 0
+        spl = self.spec.steps_per_layer
+        return spl - self.layer_step + (self.n_layers - self.layer) * spl
+
     def _start_layer(self, k: int) -> None:
         self.layer = k
         self.layer_step = 0

@@ -747,5 +747,9 @@ def install_compare_actions(main_window) -> dict:
         action.setToolTip(description)
         action.triggered.connect(lambda _=False, k=key: open_comparison_preset(main_window, k))
     presets.setToolTipsVisible(True)
-    return {"fork": fork, "pretrain": pre, "open": open_action, "menu": menu}
+    from .pretrain_action import install_pretrain_action
+
+    layers = install_pretrain_action(main_window)
+    return {"fork": fork, "pretrain": pre, "open": open_action, "menu": menu,
+            "pretrain_layers": layers}
 
