@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -48,6 +49,7 @@ from simulator.diagnosis import REMEDIES, diagnose
 from simulator.experiment import Experiment
 from simulator.pretrain import PretrainSpec
 from simulator.pretrain import warmup as pretrain_warmup
+from simulator.snapshot import HIST_GRAD_W
 from simulator.spec import SpecError
 
 from .commands import EditCommand, Editor
@@ -506,8 +508,15 @@ class CompareWindow(QMainWindow):
         plots.addWidget(self.loss_plot, 0, 1)
         plots.addWidget(self.recon_plot, 1, 0)
         plots.addWidget(self.acc_plot, 1, 1)
-        top = QWidget()
-        top.setLayout(plots)
+        first = QWidget()
+        first.setLayout(plots)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("compare_tabs")
+        self.tabs.addTab(first, "Gradient flow and loss")
+        self.tabs.addTab(self._build_pair("history"), "Gradient history")
+        self.tabs.addTab(self._build_pair("boundary"), "Decision boundary")
+        self.tabs.currentChanged.connect(lambda _: self._on_frame_changed(self.driver.frame))
+        top = self.tabs
 
         diag = QHBoxLayout()
         self.diag_a = QTextBrowser()
@@ -524,6 +533,89 @@ class CompareWindow(QMainWindow):
         split.setSizes([520, 160])
         outer.addWidget(split, 1)
         self.setCentralWidget(central)
+
+    def _build_pair(self, kind: str) -> QWidget:
+        """Two plots side by side, A and B, each with one ImageItem (and, for the decision
+        boundary, the training points)."""
+        box = QWidget()
+        row = QHBoxLayout(box)
+        images, plots = [], []
+        for side, color in (("A", COLOR_A), ("B", COLOR_B)):
+            if kind == "history":
+                title = f"<span style='color:{color}'>{side}</span>: log10 ||dL/dW|| per layer"
+            else:
+                title = f"<span style='color:{color}'>{side}</span>: decision boundary"
+            plot = pg.PlotWidget(title=title)
+            plot.setObjectName(f"compare_{kind}_{side.lower()}")
+            image = pg.ImageItem(axisOrder="row-major")
+            plot.addItem(image)
+            if kind == "history":
+                plot.setLabel("bottom", "step")
+                plot.setLabel("left", "layer")
+                image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
+            else:
+                plot.setAspectLocked(True)
+                scatter = pg.ScatterPlotItem(size=5, pen=pg.mkPen("#000000", width=0.5))
+                plot.addItem(scatter)
+                setattr(self, f"points_{side.lower()}", scatter)
+            row.addWidget(plot)
+            images.append(image)
+            plots.append(plot)
+        setattr(self, f"{kind}_images", images)
+        setattr(self, f"{kind}_plots", plots)
+        return box
+
+    def _draw_history(self) -> None:
+        with self.driver.locked() as c:
+            series = [(s.history.steps(), s.history.layer_series(HIST_GRAD_W)) for s in c.sides]
+        logs = []
+        for _steps, values in series:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs.append(np.log10(np.abs(values)))
+        finite = np.concatenate([v[np.isfinite(v)].ravel() for v in logs])
+        if finite.size == 0:
+            for image in self.history_images:
+                image.clear()
+            return
+        lo, hi = float(np.floor(finite.min())), float(np.ceil(finite.max()))
+        hi = max(hi, lo + 1)
+        for plot, side, color in zip(self.history_plots, "AB", (COLOR_A, COLOR_B), strict=True):
+            plot.setTitle(f"<span style='color:{color}'>{side}</span>: log10 ||dL/dW|| per "
+                          f"layer (dark 10^{lo:g}, bright 10^{hi:g})")
+        for (steps, _), v, image in zip(series, logs, self.history_images, strict=True):
+            img = np.where(np.isfinite(v), v, lo).T.astype(np.float32)  # layers x steps
+            image.setImage(img, levels=(lo, hi), autoLevels=False)
+            first, last = float(steps[0]), float(steps[-1]) + 1
+            image.setRect(first, 0.5, max(last - first, 1.0), img.shape[0])
+
+    def _draw_boundaries(self) -> None:
+        with self.driver.locked() as c:
+            ds = c.a.dataset
+            if ds.input_dim != 2 or ds.task != "classification":
+                for image in self.boundary_images:
+                    image.clear()
+                return
+            X = np.asarray(ds.X_train, np.float64)
+            lo, hi = X.min(axis=0), X.max(axis=0)
+            pad = 0.1 * (hi - lo)
+            lo, hi = lo - pad, hi + pad
+            n = 70
+            gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
+            grid = np.column_stack([gx.ravel(), gy.ravel()])
+            probs = [s.predict(grid) for s in c.sides]
+            y = np.asarray(ds.y_train)
+        k = probs[0].shape[1]
+        palette = np.array([pg.intColor(i, hues=max(k, 2)).getRgb()[:3] for i in range(k)],
+                           np.float64)
+        for p, image in zip(probs, self.boundary_images, strict=True):
+            p = np.nan_to_num(p, nan=1.0 / k)
+            rgb = (p @ palette * 0.55).reshape(n, n, 3).astype(np.uint8)
+            image.setImage(rgb, levels=(0, 255), autoLevels=False)
+            image.setRect(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]),
+                          float(hi[1] - lo[1]))
+        brushes = [pg.mkBrush(*palette[int(label)]) for label in y]
+        for scatter in (self.points_a, self.points_b):
+            scatter.setData(X[:, 0], X[:, 1], brush=brushes)
 
     # -- actions -------------------------------------------------------------------------
     def save_to(self, path) -> bool:
@@ -586,9 +678,15 @@ class CompareWindow(QMainWindow):
             if snap.divergence is not None:
                 status += f"    {name}: {snap.divergence.message}"
         self.status.setText(status)
-        self._draw_flow(frame)
-        self._draw_curves(frame)
-        self._draw_recon(frame)
+        tab = self.tabs.currentIndex()  # only the visible tab draws
+        if tab == 0:
+            self._draw_flow(frame)
+            self._draw_curves(frame)
+            self._draw_recon(frame)
+        elif tab == 1:
+            self._draw_history()
+        else:
+            self._draw_boundaries()
         self._draw_diagnosis(frame)
 
     def _draw_flow(self, frame: CompareFrame) -> None:

@@ -210,3 +210,19 @@ def test_opening_a_bad_comparison_file_shows_the_field(qtbot, main_window, tmp_p
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
     main_window.compare_actions["open"].trigger()
     assert shown and "b_edits[0].init" in shown[0]
+
+
+def test_history_and_boundary_tabs_draw_both_sides(qtbot, compare):
+    c = compare.driver.comparison
+    compare.driver.editors["b"].apply_remedy("relu")
+    compare.driver.run_steps(30)
+    compare.tabs.setCurrentIndex(1)  # what a click on the tab does
+    for image, sim in zip(compare.history_images, c.sides, strict=True):
+        assert image.image.shape == (sim.network.L + 1, len(sim.history))
+    a, b = (img.image for img in compare.history_images)
+    assert not np.array_equal(a, b)
+    assert "10^" in compare.history_plots[0].plotItem.titleLabel.text
+    compare.tabs.setCurrentIndex(2)
+    ia, ib = (img.image for img in compare.boundary_images)
+    assert ia.shape == ib.shape == (70, 70, 3) and not np.array_equal(ia, ib)
+    assert len(compare.points_a.data) == len(c.a.dataset.X_train)
