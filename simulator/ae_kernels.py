@@ -24,15 +24,32 @@ has a numpy twin in ``simulator.ae_reference``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
+from numba import config, njit
 
 from .kernels import dphi, phi
 
 ST_OK, ST_ENCODE, ST_DECODE, ST_LOSS, ST_UPDATE = 0, 1, 2, 3, 4
 
 
-@njit(cache=True, nogil=True)
+def _kernel(fn):
+    """``@njit(cache=True, nogil=True)``, NaN and Inf propagating as in numpy. Under
+    NUMBA_DISABLE_JIT=1 the loops run as plain Python on numpy scalars, which warn on
+    overflow where compiled code quietly gives inf (as a diverging run must): silenced."""
+    if not config.DISABLE_JIT:
+        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+
+    @functools.wraps(fn)
+    def plain(*args):
+        with np.errstate(all="ignore"):
+            return fn(*args)
+
+    return plain
+
+
+@_kernel
 def ae_corrupt(x, keep, denoise, xt):
     """xt = x * keep (denoising) or a copy of x."""
     B, n = x.shape
@@ -41,7 +58,7 @@ def ae_corrupt(x, keep, denoise, xt):
             xt[i, j] = x[i, j] * keep[i, j] if denoise else x[i, j]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_encode(xt, W, b, code, z, h, dp):
     """z = xt W + b, h = phi(z), dp = phi'(z). Returns False on a non-finite code."""
     B, n_in = xt.shape
@@ -63,7 +80,7 @@ def ae_encode(xt, W, b, code, z, h, dp):
     return ok
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_decode(h, W, D, c, tied, r):
     """r = h D + c, with D = W^T when tied. Returns False on a non-finite output."""
     B, n_out = h.shape
@@ -84,7 +101,7 @@ def ae_decode(h, W, D, c, tied, r):
     return ok
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_loss(r, x, gr):
     """Mean squared reconstruction error per input value; gr = its gradient wrt r."""
     B, n = x.shape
@@ -98,7 +115,7 @@ def ae_loss(r, x, gr):
     return total * scale
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_backward_decoder(h, gr, W, D, tied, gD, gc, gh):
     """gc = sum_b gr; gD = h^T gr (untied); gh = gr D^T."""
     B, n_out = h.shape
@@ -125,7 +142,7 @@ def ae_backward_decoder(h, gr, W, D, tied, gD, gc, gh):
             gh[i, j] = s
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_backward_encoder(xt, gh, dp, h, gr, tied, gW, gb, gz):
     """gz = gh * phi'(z); gb = sum_b gz; gW = xt^T gz, plus gr^T h when tied."""
     B, n_in = xt.shape
@@ -147,7 +164,7 @@ def ae_backward_encoder(xt, gh, dp, h, gr, tied, gW, gb, gz):
                 gW[a, j] += v * gz[i, j] + t * h[i, j]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_momentum_update(p, g, v, lr, mu):
     """v = mu v - lr g; p += v (flattened views). Returns False on a non-finite value."""
     ok = True
@@ -159,7 +176,7 @@ def ae_momentum_update(p, g, v, lr, mu):
     return ok
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_update(W, b, D, c, gW, gb, gD, gc, vW, vb, vD, vc, tied, lr, mu):
     ok = ae_momentum_update(W.reshape(W.size), gW.reshape(W.size), vW.reshape(W.size),
                             lr, mu)
@@ -171,13 +188,13 @@ def ae_update(W, b, D, c, gW, gb, gD, gc, vW, vb, vD, vc, tied, lr, mu):
     return ok
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_gather(X, idx, x):
     for i in range(idx.shape[0]):
         x[i, :] = X[idx[i], :]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def ae_train_steps(X, batches, keep, denoise, W, b, D, c, gW, gb, gD, gc, vW, vb, vD, vc,
                    code, tied, lr, mu, x, xt, z, h, dp, r, gr, gh, gz, losses):
     """Whole iterations, one per row of ``batches``, through the micro-step kernels.
@@ -203,7 +220,7 @@ def ae_train_steps(X, batches, keep, denoise, W, b, D, c, gW, gb, gD, gc, vW, vb
     return batches.shape[0], ST_OK
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def encode_all(X, W, b, code, out):
     """out = phi(X W + b) for a whole data set (the next layer's training inputs)."""
     n, n_in = X.shape
