@@ -458,7 +458,7 @@ class CompareWindow(QMainWindow):
                                          "Apply the chosen edit to side B only")
         bar.addWidget(self.button_apply)
         self.button_pretrain = self._button(
-            "Pretrain B layer by layer", lambda: d.pretrain_b(),
+            "Pretrain B layer by layer…", self.ask_pretrain_b,
             "B's hidden layers are pretrained one at a time as autoencoders, then both "
             "train from their own starting weights (A: random)")
         bar.addWidget(self.button_pretrain)
@@ -618,6 +618,14 @@ class CompareWindow(QMainWindow):
             scatter.setData(X[:, 0], X[:, 1], brush=brushes)
 
     # -- actions -------------------------------------------------------------------------
+    def ask_pretrain_b(self) -> bool:
+        """Pretraining settings, then B is pretrained layer by layer (A stays random)."""
+        from . import pretrain_action
+
+        current = self.driver.comparison.pretrainer
+        spec = pretrain_action.ask_pretrain_spec(self, current.spec if current else None)
+        return spec is not None and self.driver.pretrain_b(spec)
+
     def save_to(self, path) -> bool:
         """Write A and B (and B's pretraining) as one comparison file."""
         from simulator.compare_experiment import ComparisonSpec, save_comparison
@@ -758,8 +766,10 @@ def open_compare_window(main_window, pretrain_b: bool = False) -> CompareWindow 
     with controller.locked() as sim:
         experiment = sim.experiment
     window = CompareWindow(experiment, parent=main_window)
-    if pretrain_b:
-        window.driver.pretrain_b()
+    if pretrain_b and not window.ask_pretrain_b():
+        window.close()
+        window.deleteLater()
+        return None
     window.show()
     main_window.compare_windows = [w for w in getattr(main_window, "compare_windows", [])
                                    if w.isVisible()] + [window]
@@ -786,9 +796,14 @@ def open_comparison_file(main_window, path) -> CompareWindow | None:
         main_window.show_message(str(e))
         return None
     if not isinstance(spec, ComparisonSpec):
-        main_window.show_message(f"{path}: is an experiment, not a comparison file "
-                                 "(open it with File > Open)")
-        return None
+        if spec.pretraining is None:
+            main_window.show_message(f"{path}: is an experiment, not a comparison file "
+                                     "(open it with File > Open)")
+            return None
+        # an experiment that pretrains: pretrained (B) against random (A)
+        exp = spec.experiment
+        spec = ComparisonSpec(exp.name, exp.description, exp,
+                              ({"edit": "pretrain", **spec.pretraining.to_dict()},))
     return open_comparison(main_window, spec, source=str(path))
 
 
@@ -820,7 +835,7 @@ def install_compare_actions(main_window) -> dict:
     fork.setShortcut(QKeySequence("Ctrl+K"))
     fork.setToolTip("Open the current experiment twice, A and B, trained in lockstep (Ctrl+K)")
     fork.triggered.connect(lambda: open_compare_window(main_window))
-    pre = QAction("&Pretrain layer by layer (B) against random (A)", main_window)
+    pre = QAction("&Pretrain layer by layer (B) against random (A)…", main_window)
     pre.setObjectName("action_pretrain")
     pre.setShortcut(QKeySequence("Ctrl+Shift+K"))
     pre.triggered.connect(lambda: open_compare_window(main_window, pretrain_b=True))
@@ -829,6 +844,8 @@ def install_compare_actions(main_window) -> dict:
         main_window.addAction(action)
         menu.addAction(action)
     open_action = QAction("&Open comparison file…", main_window)
+    open_action.setToolTip("A comparison file, or an experiment file with a pretraining "
+                           "section (opened as pretrained B against random A)")
     open_action.setObjectName("action_open_comparison")
 
     def choose() -> None:

@@ -16,7 +16,15 @@ import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QMenu,
+    QSpinBox,
+)
 
 from simulator.pretrain import Pretrainer, PretrainSpec, check_pretrainable
 from simulator.spec import SpecError
@@ -25,6 +33,72 @@ from .commands import EditCommand
 
 SLICE_SECONDS = 0.02  # pretraining time per slice: the window stays responsive
 TICK_MS = 15
+
+
+class PretrainSettingsDialog(QDialog):
+    """The settings of greedy layer-wise pretraining, before it starts."""
+
+    def __init__(self, spec: PretrainSpec | None = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("pretrain_settings")
+        self.setWindowTitle("Pretrain layer by layer")
+        spec = spec if spec is not None else PretrainSpec()
+        form = QFormLayout(self)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(spec.steps_per_layer)
+        self.steps.setToolTip("Autoencoder training steps for each hidden layer")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(4)
+        self.lr.setRange(0.0001, 100.0)
+        self.lr.setValue(spec.lr)
+        self.lr.setToolTip("Pretraining's own learning rate (training keeps its own)")
+        self.momentum = QDoubleSpinBox()
+        self.momentum.setRange(0.0, 0.99)
+        self.momentum.setSingleStep(0.05)
+        self.momentum.setValue(spec.momentum)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 100_000)
+        self.batch.setValue(spec.batch_size)
+        self.tied = QCheckBox("decoder uses the encoder's weights, transposed")
+        self.tied.setChecked(spec.tied)
+        self.denoise = QDoubleSpinBox()
+        self.denoise.setRange(0.0, 0.95)
+        self.denoise.setSingleStep(0.05)
+        self.denoise.setValue(spec.denoise)
+        self.denoise.setToolTip("Fraction of each layer's inputs set to zero before encoding "
+                                "(a denoising autoencoder); 0 = plain")
+        self.standardize = QCheckBox("centre and scale each layer's inputs (folded into W, b)")
+        self.standardize.setChecked(spec.standardize)
+        form.addRow("Steps per layer", self.steps)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Momentum", self.momentum)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Tied decoder", self.tied)
+        form.addRow("Denoising", self.denoise)
+        form.addRow("Standardize", self.standardize)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def spec(self) -> PretrainSpec:
+        return PretrainSpec(steps_per_layer=self.steps.value(), lr=self.lr.value(),
+                            momentum=self.momentum.value(), batch_size=self.batch.value(),
+                            tied=self.tied.isChecked(), denoise=self.denoise.value(),
+                            standardize=self.standardize.isChecked())
+
+
+def ask_pretrain_spec(parent, spec: PretrainSpec | None = None) -> PretrainSpec | None:
+    """Show the settings; the chosen spec, or None if cancelled."""
+    dialog = PretrainSettingsDialog(spec, parent)
+    try:
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return dialog.spec()
+    finally:
+        dialog.deleteLater()
 
 
 class PretrainJob(QObject):
@@ -45,6 +119,16 @@ class PretrainJob(QObject):
     @property
     def running(self) -> bool:
         return self._active
+
+    def ask_and_start(self) -> bool:
+        """Ask for the settings, then start (the action's slot)."""
+        if not self.controller.is_ready:
+            return False
+        spec = ask_pretrain_spec(self.window, self.spec)
+        if spec is None:
+            return False
+        self.spec = spec
+        return self.start()
 
     def start(self) -> bool:
         c = self.controller
@@ -89,7 +173,8 @@ class PretrainJob(QObject):
                 f"Pretraining stopped at layer {p.layer} of {p.n_layers}: training started.",
                 "info")
             return
-        n = min(self._n, p.steps_left)
+        # a slice never crosses into the next layer, so every layer is shown being trained
+        n = min(self._n, p.spec.steps_per_layer - p.layer_step)
         t0 = time.perf_counter()
         c.apply(lambda sim: p.run(n, snapshot=False), structural=False)
         dt = time.perf_counter() - t0
@@ -121,13 +206,13 @@ def _done_text(p: Pretrainer) -> str:
 def install_pretrain_action(main_window) -> QAction:
     """Add "Pretrain layer by layer" to the main window's Run menu."""
     job = PretrainJob(main_window)
-    action = QAction("Pretrain &layer by layer", main_window)
+    action = QAction("Pretrain &layer by layer…", main_window)
     action.setObjectName("action_pretrain_layers")
     action.setShortcut(QKeySequence("Ctrl+Shift+P"))
     action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
     action.setToolTip("Train each hidden layer in turn as an autoencoder of the layer below, "
                       "then fine-tune the whole network (Ctrl+Shift+P)")
-    action.triggered.connect(job.start)
+    action.triggered.connect(job.ask_and_start)
     main_window.addAction(action)
     run_menu = main_window.findChild(QMenu, "menu_run")
     if run_menu is not None:

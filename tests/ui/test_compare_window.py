@@ -22,6 +22,21 @@ from ui.compare_window import CompareWindow  # noqa: E402
 pytestmark = pytest.mark.qt
 
 
+@pytest.fixture(autouse=True)
+def accept_pretrain_settings(monkeypatch):
+    """The settings dialog, filled in as shown and accepted (its own test clicks it)."""
+    from ui import pretrain_action
+
+    def accept(parent, spec=None):
+        dialog = pretrain_action.PretrainSettingsDialog(spec, parent)
+        try:
+            return dialog.spec()
+        finally:
+            dialog.deleteLater()
+
+    monkeypatch.setattr(pretrain_action, "ask_pretrain_spec", accept)
+
+
 def _same(a, b) -> bool:
     return (a.step_count == b.step_count
             and np.array_equal(a.network.params_flat, b.network.params_flat))
@@ -226,3 +241,26 @@ def test_history_and_boundary_tabs_draw_both_sides(qtbot, compare):
     ia, ib = (img.image for img in compare.boundary_images)
     assert ia.shape == ib.shape == (70, 70, 3) and not np.array_equal(ia, ib)
     assert len(compare.points_a.data) == len(c.a.dataset.X_train)
+
+
+def test_opening_an_experiment_that_pretrains_compares_it_with_random(qtbot, main_window,
+                                                                      tiny_experiment,
+                                                                      tmp_path, monkeypatch):
+    import json
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from simulator.compare_experiment import PretrainedExperiment
+    from simulator.pretrain import PretrainSpec
+
+    path = tmp_path / "pre.json"
+    path.write_text(json.dumps(PretrainedExperiment(
+        tiny_experiment, PretrainSpec(steps_per_layer=9)).to_dict()))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    main_window.compare_actions["open"].trigger()
+    qtbot.waitUntil(lambda: bool(getattr(main_window, "compare_windows", [])))
+    w = main_window.compare_windows[-1]
+    c = w.driver.comparison
+    assert w.label.text() == "B: pretrained" and c.pretrainer.spec.steps_per_layer == 9
+    assert c.a.experiment == tiny_experiment
+    w.close()

@@ -10,12 +10,28 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from ui.app import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.qt
+
+
+@pytest.fixture(autouse=True)
+def accept_pretrain_settings(monkeypatch):
+    """The settings dialog, filled in as shown and accepted (its own test clicks it)."""
+    from ui import pretrain_action
+
+    def accept(parent, spec=None):
+        dialog = pretrain_action.PretrainSettingsDialog(spec, parent)
+        try:
+            return dialog.spec()
+        finally:
+            dialog.deleteLater()
+
+    monkeypatch.setattr(pretrain_action, "ask_pretrain_spec", accept)
 
 
 @pytest.fixture
@@ -68,3 +84,27 @@ def test_refused_on_a_network_with_skip_links(qtbot, window, controller):
     window.compare_actions["pretrain_layers"].trigger()
     assert window.pretrain_job.pretrainer is None
     assert "skip" in window.banner.text
+
+
+def test_settings_dialog_reads_what_the_user_set_and_cancel_starts_nothing(qtbot, window,
+                                                                           monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from ui import pretrain_action
+
+    dialog = pretrain_action.PretrainSettingsDialog(None, window)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.steps.selectAll()
+    QTest.keyClicks(dialog.steps, "25")
+    qtbot.mouseClick(dialog.tied, Qt.MouseButton.LeftButton)
+    dialog.denoise.setValue(0.2)
+    spec = dialog.spec()
+    dialog.close()
+    assert (spec.steps_per_layer, spec.tied, spec.denoise) == (25, False, 0.2)
+    monkeypatch.undo()  # the real dialog, cancelled as a user would
+    QTimer.singleShot(50, lambda: QApplication.activeModalWidget().reject())
+    assert window.pretrain_job.ask_and_start() is False
+    assert window.pretrain_job.pretrainer is None
