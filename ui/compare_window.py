@@ -30,6 +30,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QComboBox,
     QFileDialog,
     QGridLayout,
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -82,9 +84,14 @@ class CompareFrame:
 
 
 class SideController(QObject):
-    """One side of the comparison, shaped like the main controller for ``Editor``."""
+    """One side of the comparison, shaped like the main controller for ``Editor`` and for
+    the network canvas (``ui.views.canvas.NetworkCanvas``)."""
 
     error = Signal(str)
+    snapshot_changed = Signal(object)
+    structure_changed = Signal(object)
+    selection_changed = Signal(int)
+    ready = Signal()
 
     def __init__(self, driver: CompareDriver, side: str):
         super().__init__(driver)
@@ -92,6 +99,27 @@ class SideController(QObject):
         self.side = side
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(200)
+        self.snapshot = None
+        self.shown = False  # a visible canvas draws this side's snapshots
+        self._selected = 0
+
+    @property
+    def selected_layer(self) -> int:
+        return self._selected
+
+    def select_layer(self, k: int) -> None:
+        if k != self._selected:
+            self._selected = int(k)
+            self.selection_changed.emit(self._selected)
+
+    def show_snapshot(self, snap) -> None:
+        """Hand ``snap`` to this side's canvas (structure first when it changed)."""
+        old = self.snapshot
+        self.snapshot = snap
+        if old is not None and old.spec != snap.spec:
+            self.structure_changed.emit(snap.spec)
+        if self.shown:
+            self.snapshot_changed.emit(snap)
 
     @property
     def sim(self):
@@ -188,6 +216,8 @@ class CompareDriver(QObject):
 
     def _show(self, frame: CompareFrame) -> None:
         self.frame = frame
+        self.sides["a"].show_snapshot(frame.a)
+        self.sides["b"].show_snapshot(frame.b)
         self.frame_changed.emit(frame)
 
     # -- stepping ---------------------------------------------------------------------
@@ -515,7 +545,8 @@ class CompareWindow(QMainWindow):
         self.tabs.addTab(first, "Gradient flow and loss")
         self.tabs.addTab(self._build_pair("history"), "Gradient history")
         self.tabs.addTab(self._build_pair("boundary"), "Decision boundary")
-        self.tabs.currentChanged.connect(lambda _: self._on_frame_changed(self.driver.frame))
+        self.tabs.addTab(self._build_canvases(), "Network")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         top = self.tabs
 
         diag = QHBoxLayout()
@@ -564,6 +595,70 @@ class CompareWindow(QMainWindow):
         setattr(self, f"{kind}_images", images)
         setattr(self, f"{kind}_plots", plots)
         return box
+
+    def _build_canvases(self) -> QWidget:
+        """The network canvas of A or of B (a toggle); gestures on it edit that side."""
+        from .views.canvas import NetworkCanvas
+
+        box = QWidget()
+        col = QVBoxLayout(box)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Show:"))
+        self.canvas_buttons = {}
+        group = QButtonGroup(box)
+        for key in ("a", "b"):
+            b = QPushButton(f"Network {key.upper()}")
+            b.setObjectName(f"canvas_toggle_{key}")
+            b.setCheckable(True)
+            group.addButton(b)
+            row.addWidget(b)
+            self.canvas_buttons[key] = b
+            b.clicked.connect(lambda _=False, k=key: self.show_canvas(k))
+        row.addStretch(1)
+        col.addLayout(row)
+        self.canvas_stack = QStackedWidget()
+        self.canvases = {}
+        for key in ("a", "b"):
+            side = self.driver.sides[key]
+            side.snapshot = self.driver.frame.a if key == "a" else self.driver.frame.b
+            canvas = NetworkCanvas(side)
+            canvas.setObjectName(f"canvas_{key}")
+            editor = self.driver.editors[key]
+            for signal, slot in (("skip_requested", editor.add_skip),
+                                 ("skip_remove_requested", editor.remove_skip),
+                                 ("activation_requested", editor.set_activation),
+                                 ("batchnorm_requested", editor.set_batchnorm),
+                                 ("width_requested", editor.set_width),
+                                 ("insert_layer_requested", editor.insert_layer),
+                                 ("delete_layer_requested", editor.delete_layer)):
+                if hasattr(canvas, signal):
+                    getattr(canvas, signal).connect(slot)
+            self.canvas_stack.addWidget(canvas)
+            self.canvases[key] = canvas
+        col.addWidget(self.canvas_stack, 1)
+        self.canvas_side = "b"
+        self.canvas_buttons["b"].setChecked(True)
+        self.canvas_stack.setCurrentWidget(self.canvases["b"])
+        return box
+
+    def show_canvas(self, key: str) -> None:
+        """Show side ``key``'s network on the canvas tab."""
+        self.canvas_side = key
+        self.canvas_buttons[key].setChecked(True)
+        self.canvas_stack.setCurrentWidget(self.canvases[key])
+        self._update_canvas_feed()
+
+    def _update_canvas_feed(self) -> None:
+        on_tab = self.tabs.currentWidget() is self.canvas_stack.parentWidget()
+        for key, side in self.driver.sides.items():
+            side.shown = on_tab and key == self.canvas_side
+        side = self.driver.sides[self.canvas_side]
+        if side.shown and side.snapshot is not None:
+            side.snapshot_changed.emit(side.snapshot)
+
+    def _on_tab_changed(self, _index: int) -> None:
+        self._update_canvas_feed()
+        self._on_frame_changed(self.driver.frame)
 
     def _draw_history(self) -> None:
         with self.driver.locked() as c:
@@ -693,7 +788,7 @@ class CompareWindow(QMainWindow):
             self._draw_recon(frame)
         elif tab == 1:
             self._draw_history()
-        else:
+        elif tab == 2:
             self._draw_boundaries()
         self._draw_diagnosis(frame)
 
@@ -755,6 +850,8 @@ class CompareWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.driver.close()
+        for canvas in getattr(self, "canvases", {}).values():
+            canvas.close()  # disconnects from its side
         super().closeEvent(event)
 
 

@@ -264,3 +264,23 @@ def test_opening_an_experiment_that_pretrains_compares_it_with_random(qtbot, mai
     assert w.label.text() == "B: pretrained" and c.pretrainer.spec.steps_per_layer == 9
     assert c.a.experiment == tiny_experiment
     w.close()
+
+
+def test_network_tab_toggles_between_a_and_b_and_its_gestures_edit_that_side(qtbot, compare):
+    c = compare.driver.comparison
+    compare.tabs.setCurrentIndex(3)
+    assert compare.canvas_stack.currentWidget() is compare.canvases["b"]
+    assert compare.driver.sides["b"].shown and not compare.driver.sides["a"].shown
+    # the user drops "relu" on B's first layer (what the canvas asks for)
+    compare.canvases["b"].activation_requested.emit(1, "relu")
+    assert c.b.spec.hidden[0].activation == "relu" and c.a.spec.hidden[0].activation == "tanh"
+    assert compare.label.text() == "B: relu in layer 1"
+    assert compare.canvases["b"]._spec == c.b.spec
+    qtbot.mouseClick(compare.canvas_buttons["a"], Qt.MouseButton.LeftButton)
+    assert compare.canvas_stack.currentWidget() is compare.canvases["a"]
+    assert compare.driver.sides["a"].shown and not compare.driver.sides["b"].shown
+    compare.canvases["a"].skip_requested.emit(1, 3)
+    assert c.a.spec.skips == ((1, 3),) and c.b.spec.skips == ()
+    qtbot.mouseClick(compare.button_step, Qt.MouseButton.LeftButton)
+    assert compare.driver.sides["a"].snapshot.step == 1
+    assert compare.canvases["a"]._spec == c.a.spec
