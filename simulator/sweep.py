@@ -221,12 +221,21 @@ def parse_vary(text: str) -> tuple[str, tuple]:
 
 # -- applying a point to the base experiment --------------------------------------------------
 
+def _residual_every(net) -> int | None:
+    """1 or 2 when ``net``'s skips are ``residual_skips(depth, every)``, else None."""
+    for every in (1, 2):
+        if net.skips and tuple(net.skips) == _residual_skips(net.depth, every):
+            return every
+    return None
+
+
 def _apply(base: Experiment, values: dict[str, Any], seed: int) -> Experiment:
     """The base experiment with ``values`` (canonical axis name -> value) and ``seed`` set.
 
     Order: data, training, the layer stack (depth, then per-layer fields), then skips.
-    Without a skips axis, a base whose skips are the residual pattern keeps that
-    pattern at the new depth; other skips are kept where they still fit.
+    Without a skips axis, a base whose skips are a residual pattern (every layer or
+    every two layers, as ``residual_skips`` makes them) keeps that pattern at the new
+    depth; other skips are kept where they still fit.
     """
     data_changes = {k[5:]: v for k, v in values.items() if k.startswith("data.")}
     data = replace(base.data, **data_changes) if data_changes else base.data
@@ -245,8 +254,8 @@ def _apply(base: Experiment, values: dict[str, Any], seed: int) -> Experiment:
     depth = len(hidden)
     if "skips" in values:
         skips = _residual_skips(depth) if values["skips"] == "residual" else ()
-    elif net.skips and tuple(net.skips) == _residual_skips(net.depth):
-        skips = _residual_skips(depth)
+    elif _residual_every(net) is not None:
+        skips = _residual_skips(depth, _residual_every(net))
     else:
         skips = tuple(s for s in net.skips if s[1] <= depth)
     net_changes: dict[str, Any] = {"hidden": tuple(hidden), "skips": skips}
@@ -776,7 +785,7 @@ def _dask(tasks, scheduler, cancel) -> Iterator[tuple[str, dict]]:
     try:
         # pure=False: the key is ours (the point key is unique), results are never shared
         futures = [client.submit(_task, t, pure=False) for t in tasks]
-        ac = as_completed(futures)
+        ac = as_completed(futures, loop=client.loop)
         while not ac.is_empty() and not cancel.is_set():
             if ac.has_ready():
                 for f in ac.next_batch(block=False):
@@ -909,3 +918,27 @@ def depth_scale_boundary(sweep_dict: dict, sigma_w2_values) -> list[float] | Non
     if len(sb2) != 1:
         return None
     return [6.0 * depth_scale(chi1(act, float(s), sb2[0])) for s in sigma_w2_values]
+
+
+def plot_layout(axes: list[tuple[str, list]]) -> tuple[str, str | None, str | None]:
+    """How to draw a sweep: ("heatmap", x axis, y axis) when the first two axes are both
+    numeric with at least 3 values each; else ("line", x axis, series axis or None).
+
+    A heatmap puts ``depth`` on the vertical axis when it is one of the two, so the
+    depth-scale boundary runs across it. Axes beyond the second are averaged over.
+    """
+    varying = [(a, list(v)) for a, v in axes if len(v) > 1] or list(axes)[:1]
+    if not varying:
+        return "line", None, None
+    if len(varying) >= 2:
+        (a, va), (b, vb) = varying[:2]
+        numeric = all(AXES[n].kind in ("int", "float") and len(v) >= 3
+                      for n, v in ((a, va), (b, vb)))
+        if numeric:
+            if a == "depth":
+                a, b = b, a
+            return "heatmap", a, b
+        if AXES[a].kind not in ("int", "float") and AXES[b].kind in ("int", "float"):
+            a, b = b, a
+        return "line", a, b
+    return "line", varying[0][0], None
