@@ -49,8 +49,8 @@ class SweepPlot(QWidget):
         self.item = self.plot.getPlotItem()
         for side in ("bottom", "left"):
             self.item.getAxis(side).enableAutoSIPrefix(False)
-        self.legend = self.item.addLegend(offset=(-10, 10))
-        self.metric = "train_loss"
+        self.legend = self.item.addLegend(offset=(10, 10))
+        self.metric_key = "train_loss"
         self.sweep: dict | None = None
         self.records: list[dict] = []
         self.kind = "line"
@@ -71,7 +71,7 @@ class SweepPlot(QWidget):
         """Lay the plot out for ``sweep`` (a Sweep.to_dict()); items are built here once."""
         self.sweep = sweep
         if metric is not None:
-            self.metric = metric
+            self.metric_key = metric
         axes = [(a["name"], list(a["values"])) for a in sweep["axes"]]
         self.kind, self.x_axis, self.s_axis = plot_layout(axes)
         values = dict(axes)
@@ -96,7 +96,7 @@ class SweepPlot(QWidget):
     def set_metric(self, metric: str) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-        self.metric = metric
+        self.metric_key = metric
         if self.sweep is not None:
             self.set_sweep(self.sweep)
             self._draw()
@@ -121,18 +121,21 @@ class SweepPlot(QWidget):
     def _build_line(self) -> None:
         log_x = self._numeric_x() and min(self.x_values) > 0 and (
             max(self.x_values) / min(self.x_values) >= 8)
-        self.item.setLogMode(x=log_x, y=self.metric in LOG_METRICS)
+        self.item.setLogMode(x=log_x, y=self.metric_key in LOG_METRICS)
         if not self._numeric_x():
             self.item.getAxis("bottom").setTicks(
                 [[(i, _fmt(v)) for i, v in enumerate(self.x_values)]])
+        elif log_x:  # ticks at the swept values, not at powers of ten
+            self.item.getAxis("bottom").setTicks(
+                [[(math.log10(v), _fmt(v)) for v in self.x_values]])
         for i, s in enumerate(self.s_values):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
-            name = f"{self.s_axis} = {_fmt(s)}" if self.s_axis else METRICS[self.metric]
+            name = f"{self.s_axis} = {_fmt(s)}" if self.s_axis else METRICS[self.metric_key]
             curve = self.item.plot([], [], pen=pg.mkPen(color, width=2), symbol="o",
                                    symbolSize=8, symbolBrush=color, symbolPen=None, name=name)
             self.curves.append(curve)
         self.item.setLabel("bottom", self.x_axis or "")
-        self.item.setLabel("left", METRICS[self.metric])
+        self.item.setLabel("left", METRICS[self.metric_key])
         self.item.setTitle(self.sweep.get("name", "Sweep"), color=C.FOREGROUND)
 
     def _build_heatmap(self) -> None:
@@ -141,7 +144,7 @@ class SweepPlot(QWidget):
         self.image.setRect(-0.5, -0.5, nx, ny)
         self.item.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=C.colormap(), width=14,
-                                        label=METRICS[self.metric], interactive=False)
+                                        label=METRICS[self.metric_key], interactive=False)
         self.colorbar.setImageItem(self.image, insert_in=self.item)
         self.item.getAxis("bottom").setTicks([[(i, _fmt(v)) for i, v in
                                                enumerate(self.x_values)]])
@@ -182,7 +185,7 @@ class SweepPlot(QWidget):
         if self.sweep is None:
             return
         axes = [self.x_axis] + ([self.s_axis] if self.s_axis else [])
-        means = table(self.records, axes, self.metric)
+        means = table(self.records, axes, self.metric_key)
         if self.kind == "line":
             for curve, s in zip(self.curves, self.s_values, strict=True):
                 xs, ys = [], []
