@@ -5,8 +5,10 @@ The same points (by default the degradation preset cut to depths 2-16 and 2 seed
 
 * serial: one after another in this process, kernels already loaded (the reference);
 * a local process pool with 1 worker, and with 2 workers (``run_sweep``'s default
-  executor: spawned processes that import the simulator and load the numba kernels
-  from the on-disk cache).
+  executor; from this single-threaded script its workers are forked, inheriting the
+  kernels loaded here), and the same with spawned workers (a fresh interpreter each,
+  which imports the simulator and loads the numba kernels from the on-disk cache:
+  what the window uses, since it has other threads).
 
 Points per minute are wall-clock, from the call to ``run_sweep`` to its return, pool
 start and shutdown included. The pool's overhead per point is
@@ -14,6 +16,9 @@ start and shutdown included. The pool's overhead per point is
 apart: a fresh interpreter that imports the simulator and runs one tiny point
 (kernels from the cache), against the same tiny point in a warm process.
 
+CPU time (this process and its reaped workers, ``getrusage``) is printed beside the
+wall time: on a machine shared with other jobs it is the steadier of the two, and
+the CPU overhead per point is (CPU of the pool run - CPU of the serial run) / points.
 The machine may be shared: the load average before and after each run is printed,
 and the serial reference is measured in the same run, so the ratios are what to
 compare. Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/sweep.py [--repeat N]``.
@@ -26,6 +31,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -52,6 +58,14 @@ print(t1 - t0, t2 - t1)
 """
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (pool workers are reaped
+    when the pool shuts down). Less disturbed by other jobs than wall time."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _load() -> str:
     a, b, c = os.getloadavg()
     return f"{a:.2f} {b:.2f} {c:.2f}"
@@ -67,29 +81,41 @@ def bench_sweep(steps: int, repeat: int) -> None:
     run_point(sweep.experiment_for(sweep.points()[0]).to_dict(), 5, 0.1, 5)
     print(f"{n} points x {steps} steps (degradation preset, depths 2-16, 2 seeds), "
           f"{os.cpu_count()} cores, best of {repeat}")
-    results = {}
+    results, cpu = {}, {}
     for label, kw in (("serial, one process", dict(executor="serial")),
                       ("local pool, 1 worker", dict(executor="local", workers=1)),
-                      ("local pool, 2 workers", dict(executor="local", workers=2))):
+                      ("local pool, 2 workers", dict(executor="local", workers=2)),
+                      ("1 worker, spawn", dict(executor="local", workers=1,
+                                               start_method="spawn")),
+                      ("2 workers, spawn", dict(executor="local", workers=2,
+                                                start_method="spawn"))):
         times = []
+        cpus = []
         loads = []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 before = _load()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), _cpu()
                 out = run_sweep(sweep, Path(tmp) / "r.jsonl", **kw)
                 times.append(time.perf_counter() - t)
+                cpus.append(_cpu() - c)
                 loads.append(f"{before} -> {_load()}")
                 assert out.ran == n
         best = min(times)
         results[label] = best
+        cpu[label] = min(cpus)
         print(f"  {label:24s} {best:7.2f} s  {n / best * 60:7.1f} points/min   "
-              f"(runs: {', '.join(f'{x:.2f}' for x in times)}; load avg {loads[-1]})")
+              f"CPU {min(cpus):6.2f} s   (wall of each run: "
+              f"{', '.join(f'{x:.2f}' for x in times)}; load avg {loads[-1]})")
     serial = results["serial, one process"]
     print(f"  speed-up over serial: 1 worker x{serial / results['local pool, 1 worker']:.2f}, "
           f"2 workers x{serial / results['local pool, 2 workers']:.2f}")
-    print(f"  pool overhead per point (1 worker - serial) / points: "
-          f"{(results['local pool, 1 worker'] - serial) / n * 1000:.0f} ms")
+    print(f"  spawn: 1 worker x{serial / results['1 worker, spawn']:.2f}, "
+          f"2 workers x{serial / results['2 workers, spawn']:.2f}")
+    for label in ("local pool, 1 worker", "1 worker, spawn"):
+        print(f"  pool overhead per point ({label} - serial) / points: wall "
+              f"{(results[label] - serial) / n * 1000:.0f} ms, CPU "
+              f"{(cpu[label] - cpu['serial, one process']) / n * 1000:.0f} ms")
 
 
 def bench_worker_start(repeat: int) -> None:

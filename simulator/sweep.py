@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -751,15 +752,37 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _local_pool(tasks, workers, cancel) -> Iterator[tuple[str, dict]]:
+def pool_start_method(requested: str = "auto") -> str:
+    """How pool workers start. "auto": fork on Linux when this process runs no other
+    thread (a forked worker inherits the imported modules and the kernels this
+    process has loaded, so it starts in milliseconds), else spawn (a fresh
+    interpreter that imports the simulator and loads the kernels from numba's
+    on-disk cache: safe beside a GUI's or Dask's threads, which fork is not)."""
+    import multiprocessing as mp  # noqa: PLC0415
+
+    if requested != "auto":
+        if requested not in mp.get_all_start_methods():
+            raise SweepError(f"start_method: {requested!r} is not available here; "
+                             f"choose from {', '.join(mp.get_all_start_methods())}")
+        return requested
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def _local_pool(tasks, workers, cancel, method="auto") -> Iterator[tuple[str, dict]]:
     import multiprocessing as mp  # noqa: PLC0415
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor  # noqa: PLC0415
     from concurrent.futures import wait as wait_futures  # noqa: PLC0415
 
     for var in _BLAS_VARS:  # small matrices: one BLAS thread per worker
         os.environ.setdefault(var, "1")
-    # spawn, not fork: the parent may be a GUI with running threads
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+    method = pool_start_method(method)
+    if method == "fork":
+        # load the kernels here once, so every forked worker has them
+        key, values, seed, exp_dict, _, target, _ = tasks[0]
+        run_point(exp_dict, 1, target, 1)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method),
                                initializer=_ignore_interrupt)
     try:
         pending = {pool.submit(_task, t) for t in tasks}
@@ -801,13 +824,15 @@ def _dask(tasks, scheduler, cancel) -> Iterator[tuple[str, dict]]:
 def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
               workers: int | None = None, scheduler: str | None = None,
               on_record: Callable[[dict, Progress], None] | None = None,
-              cancel: threading.Event | None = None) -> SweepOutcome:
+              cancel: threading.Event | None = None,
+              start_method: str = "auto") -> SweepOutcome:
     """Run every point of ``sweep`` not yet in ``out``; append each record as it finishes.
 
     ``executor``: "local" (process pool of ``workers``, default one per core),
     "serial" (this process) or "dask" (``scheduler`` is the cluster's address;
     giving a scheduler implies "dask"). ``on_record`` is called in this thread
-    after each record is on disk. Setting ``cancel`` stops the sweep at the next
+    after each record is on disk. ``start_method``: how pool workers start
+    (see ``pool_start_method``). Setting ``cancel`` stops the sweep at the next
     finished point: records on disk stay, points still running are dropped.
     """
     if scheduler:
@@ -836,7 +861,7 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
         if executor == "serial" or not tasks:
             stream = _serial(tasks, cancel)
         elif executor == "local":
-            stream = _local_pool(tasks, min(workers, len(tasks)), cancel)
+            stream = _local_pool(tasks, min(workers, len(tasks)), cancel, start_method)
         else:
             stream = _dask(tasks, scheduler, cancel)
         try:

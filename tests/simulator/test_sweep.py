@@ -278,6 +278,8 @@ def test_depth_scale_boundary_is_six_xi_where_the_theory_applies():
     sb2 = sweep.experiment.network.sigma_b ** 2
     got = depth_scale_boundary(d, s2)
     assert got == pytest.approx([6 * depth_scale(chi1("tanh", s, sb2)) for s in s2])
+    # docs/SWEEPS.md quotes 6 xi of about 95 and 129 layers at sigma_w^2 = 1.5 and 2
+    assert depth_scale_boundary(d, [1.5, 2.0]) == pytest.approx([95, 129], abs=0.5)
     d["axes"].append({"name": "skips", "values": ["residual"]})
     assert depth_scale_boundary(d, s2) is None
 
@@ -310,3 +312,35 @@ def test_results_lines_are_strict_json(tmp_path):
     run_sweep(_tiny_sweep(seeds=1, axes=(("depth", [1]),)), out, executor="serial")
     for line in out.read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the file"))
+
+
+# -- what the presets' descriptions claim -------------------------------------------------------
+
+@pytest.mark.slow
+def test_degradation_preset_shows_what_its_description_says(tmp_path):
+    """Shallow plain nets fit the training set; the deepest plain net stays near ln 2
+    (guessing); the residual net of the same depth fits it. One seed, the extreme depths."""
+    base = load_sweep_preset("degradation")
+    assert "ln 2" in base.description
+    sweep = replace(base, axes=(("depth", (2, 64)), ("skips", ("none", "residual"))), seeds=1)
+    out = run_sweep(sweep, tmp_path / "r.jsonl", executor="serial")
+    loss = {(r["axes"]["depth"], r["axes"]["skips"]): r["train_loss"] for r in out.records}
+    assert loss[(2, "none")] < 0.1 and loss[(64, "residual")] < 0.1
+    assert abs(loss[(64, "none")] - math.log(2)) < 0.05
+
+
+@pytest.mark.slow
+def test_trainability_preset_trains_below_six_xi_and_not_above(tmp_path):
+    """Two sigma_w^2 on the ordered side, a depth below and a depth above 6 xi for each."""
+    base = load_sweep_preset("trainability")
+    assert "6 xi" in base.description
+    sweep = replace(base, axes=(("sigma_w2", (0.5, 1.0)), ("depth", (4, 32))))
+    sb2 = base.experiment.network.sigma_b ** 2
+    out = run_sweep(sweep, tmp_path / "r.jsonl", executor="serial")
+    for r in out.records:
+        bound = 6 * depth_scale(chi1("tanh", r["axes"]["sigma_w2"], sb2))
+        assert 4 < bound < 32  # the grid straddles the boundary
+        if r["axes"]["depth"] < bound:
+            assert r["train_loss"] < 0.1
+        else:
+            assert r["train_loss"] > 0.5
