@@ -650,7 +650,8 @@ class ResultsFile:
         fingerprint = sweep.fingerprint()
         header = {"type": "sweep", "format": RESULTS_FORMAT, "version": VERSION,
                   "fingerprint": fingerprint, "sweep": sweep.to_dict()}
-        headers, records = read_results(self.path) if self.path.exists() else ([], [])
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        headers, records = ([], []) if fresh else read_results(self.path)
         for h in headers:
             if h.get("fingerprint") != fingerprint:
                 raise SweepError(
@@ -794,16 +795,22 @@ def _local_pool(tasks, workers, cancel, method="auto") -> Iterator[tuple[str, di
         pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
 
 
-def _dask(tasks, scheduler, cancel) -> Iterator[tuple[str, dict]]:
+def _dask_client(scheduler: str):
+    """A ``distributed.Client`` connected to ``scheduler`` (SweepError if it cannot be)."""
     try:
-        from distributed import Client, as_completed  # noqa: PLC0415
+        from distributed import Client  # noqa: PLC0415
     except ImportError:
         raise SweepError("running on a Dask cluster needs the distributed package "
                          "(pip install 'dask[distributed]')") from None
     try:
-        client = Client(scheduler, timeout=10, set_as_default=False)
-    except (OSError, TimeoutError) as e:
+        return Client(scheduler, timeout=10, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise SweepError(f"cannot reach the Dask scheduler at {scheduler} ({e})") from None
+
+
+def _dask(tasks, client, cancel) -> Iterator[tuple[str, dict]]:
+    from distributed import as_completed  # noqa: PLC0415
+
     futures = []
     try:
         # pure=False: the key is ours (the point key is unique), results are never shared
@@ -818,7 +825,6 @@ def _dask(tasks, scheduler, cancel) -> Iterator[tuple[str, dict]]:
     finally:
         if futures:
             client.cancel(futures)
-        client.close()
 
 
 def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
@@ -846,7 +852,14 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
         raise SweepError(f"workers: must be a whole number between 1 and 1024, got {workers!r}")
     sweep.validate()
     cancel = cancel or threading.Event()
-    results = ResultsFile(out, sweep)
+    # connect before the file is touched: an unreachable cluster leaves nothing behind
+    client = _dask_client(scheduler) if executor == "dask" else None
+    try:
+        results = ResultsFile(out, sweep)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     started = time.perf_counter()
     try:
         points = sweep.points()
@@ -863,7 +876,7 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
         elif executor == "local":
             stream = _local_pool(tasks, min(workers, len(tasks)), cancel, start_method)
         else:
-            stream = _dask(tasks, scheduler, cancel)
+            stream = _dask(tasks, client, cancel)
         try:
             for key, record in stream:
                 if key in results.records:  # cannot happen with one writer; never write twice
@@ -889,6 +902,8 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, executor: str = "local",
                             1 if executor == "serial" else workers)
     finally:
         results.close()
+        if client is not None:
+            client.close()
 
 
 # -- reading results for plots ----------------------------------------------------------------

@@ -344,3 +344,16 @@ def test_trainability_preset_trains_below_six_xi_and_not_above(tmp_path):
             assert r["train_loss"] < 0.1
         else:
             assert r["train_loss"] > 0.5
+
+
+def test_an_empty_file_is_used_and_a_file_that_is_not_results_is_refused(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert run_sweep(_tiny_sweep(seeds=1, axes=(("depth", [1]),)), empty,
+                     executor="serial").ran == 1
+    other = tmp_path / "experiment.json"
+    other.write_text(_tiny_experiment().to_json())
+    before = other.read_text()
+    with pytest.raises(SweepError, match="holds no sweep results"):
+        run_sweep(_tiny_sweep(seeds=1, axes=(("depth", [1]),)), other, executor="serial")
+    assert other.read_text() == before
