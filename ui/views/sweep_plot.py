@@ -128,6 +128,14 @@ class SweepPlot(QWidget):
         elif log_x:  # ticks at the swept values, not at powers of ten
             self.item.getAxis("bottom").setTicks(
                 [[(math.log10(v), _fmt(v)) for v in self.x_values]])
+        # the whole axis from the start, so the picture does not jump as points arrive
+        if self._numeric_x():
+            lo, hi = float(min(self.x_values)), float(max(self.x_values))
+            if log_x:
+                lo, hi = math.log10(lo), math.log10(hi)
+        else:
+            lo, hi = 0.0, float(len(self.x_values) - 1)
+        self.item.setXRange(lo, hi, padding=0.05)
         for i, s in enumerate(self.s_values):
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
             name = f"{self.s_axis} = {_fmt(s)}" if self.s_axis else METRICS[self.metric_key]
