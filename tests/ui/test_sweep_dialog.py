@@ -120,3 +120,34 @@ def test_the_run_menu_opens_the_dialog_and_a_clicked_point_opens_in_the_window(
     qtbot.waitUntil(lambda: controller.sim.spec.depth == 2)
     assert controller.sim.spec.skips == ()
     dialog.close()
+
+
+def test_heatmap_cells_are_seed_means_and_the_boundary_sits_at_six_xi(qtbot):
+    import math
+
+    import numpy as np
+
+    from simulator.sweep import load_sweep_preset
+    from simulator.theory import chi1, depth_scale
+    from ui.views.sweep_plot import SweepPlot
+
+    sweep = load_sweep_preset("trainability").to_dict()
+    s2, depths = [0.25, 0.5, 1.0], [2, 4, 8]
+    sweep["axes"] = [{"name": "sigma_w2", "values": s2}, {"name": "depth", "values": depths}]
+    plot = SweepPlot()
+    qtbot.addWidget(plot)
+    plot.set_sweep(sweep)
+    assert plot.kind == "heatmap" and (plot.x_axis, plot.s_axis) == ("sigma_w2", "depth")
+    records = [{"axes": {"sigma_w2": 0.5, "depth": 4}, "train_loss": v} for v in (0.2, 0.4)]
+    records.append({"axes": {"sigma_w2": 1.0, "depth": 8}, "train_loss": None})  # diverged
+    records.append({"axes": {"sigma_w2": 0.25, "depth": 2}, "train_loss": 0.7})
+    plot.set_records(records)
+    assert plot.grid[1, 1] == pytest.approx(0.3)  # row = depth 4, column = sigma_w2 0.5
+    assert plot.grid[2, 2] == pytest.approx(0.7)  # diverged: the worst colour
+    assert np.isnan(plot.grid[0, 1])  # not run yet: empty
+    sb2 = load_sweep_preset("trainability").experiment.network.sigma_b ** 2
+    xs, ys = plot.boundary.getData()
+    for i, s in enumerate(s2):
+        b = 6 * depth_scale(chi1("tanh", s, sb2))
+        expected = np.interp(math.log(b), np.log(depths), [0, 1, 2], left=-0.5, right=2.5)
+        assert ys[i] == pytest.approx(min(max(expected, -0.5), 2.5))

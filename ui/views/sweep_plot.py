@@ -151,8 +151,11 @@ class SweepPlot(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setRect(-0.5, -0.5, nx, ny)
         self.item.addItem(self.image)
+        label = METRICS[self.metric_key]
+        if self.metric_key in LOG_METRICS:
+            label = f"log10 {label}"
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=C.colormap(), width=14,
-                                        label=METRICS[self.metric_key], interactive=False)
+                                        label=label, interactive=False)
         self.colorbar.setImageItem(self.image, insert_in=self.item)
         self.item.getAxis("bottom").setTicks([[(i, _fmt(v)) for i, v in
                                                enumerate(self.x_values)]])
@@ -213,6 +216,9 @@ class SweepPlot(QWidget):
                 i, j = self.x_values.index(x), self.s_values.index(s)
                 grid[j, i] = v
                 ran[j, i] = True
+        if self.metric_key in LOG_METRICS:  # ratios span decades: colour by log10
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grid = np.where(grid > 0, np.log10(grid), np.nan).astype(np.float32)
         finite = grid[np.isfinite(grid)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi <= lo:
