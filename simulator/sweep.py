@@ -630,7 +630,13 @@ TIMING_FIELDS = ("elapsed_s",)
 
 def _task(payload: tuple) -> tuple[str, dict]:
     key, values, seed, exp_dict, steps, target, interval = payload
-    record = run_point(exp_dict, steps, target, interval)
+    try:
+        record = run_point(exp_dict, steps, target, interval)
+    except MemoryError:
+        raise SweepError(f"point {key}: the network or its data is too large for this "
+                         "computer's memory") from None
+    except Exception as e:  # one message naming the point, whichever process ran it
+        raise SweepError(f"point {key} failed: {type(e).__name__}: {e}") from None
     return key, {"key": key, "axes": values, "seed": seed, **record}
 
 
@@ -775,6 +781,7 @@ def _local_pool(tasks, workers, cancel, method="auto") -> Iterator[tuple[str, di
     import multiprocessing as mp  # noqa: PLC0415
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor  # noqa: PLC0415
     from concurrent.futures import wait as wait_futures  # noqa: PLC0415
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
     for var in _BLAS_VARS:  # small matrices: one BLAS thread per worker
         os.environ.setdefault(var, "1")
@@ -790,7 +797,13 @@ def _local_pool(tasks, workers, cancel, method="auto") -> Iterator[tuple[str, di
         while pending and not cancel.is_set():
             finished, pending = wait_futures(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for f in finished:
-                yield f.result()
+                try:
+                    result = f.result()
+                except BrokenProcessPool:
+                    raise SweepError("a worker process died (killed, or out of memory); "
+                                     "the finished points are in the file: run the same "
+                                     "command again to resume") from None
+                yield result
     finally:
         pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
 

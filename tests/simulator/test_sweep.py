@@ -357,3 +357,27 @@ def test_an_empty_file_is_used_and_a_file_that_is_not_results_is_refused(tmp_pat
     with pytest.raises(SweepError, match="holds no sweep results"):
         run_sweep(_tiny_sweep(seeds=1, axes=(("depth", [1]),)), other, executor="serial")
     assert other.read_text() == before
+
+
+def test_a_failing_point_stops_the_sweep_with_its_key_and_keeps_finished_points(
+        tmp_path, monkeypatch):
+    import simulator.sweep as sweep_module
+
+    real = sweep_module.run_point
+
+    def fails_at_depth_1(exp, *args):
+        if len(exp["network"]["hidden"]) == 1:
+            raise FloatingPointError("boom")
+        return real(exp, *args)
+
+    monkeypatch.setattr(sweep_module, "run_point", fails_at_depth_1)
+    out = tmp_path / "r.jsonl"
+    sweep = _tiny_sweep(seeds=1, axes=(("depth", [1, 2]),))
+    # points run longest first: depth 2 finishes, then depth 1 fails
+    with pytest.raises(SweepError, match=r'point \{"depth":1,"seed":0\} failed: '
+                                         r"FloatingPointError: boom"):
+        run_sweep(sweep, out, executor="serial")
+    assert [r["axes"] for r in read_results(out)[1]] == [{"depth": 2}]
+    monkeypatch.setattr(sweep_module, "run_point", real)
+    again = run_sweep(sweep, out, executor="serial")
+    assert (again.resumed, again.ran) == (1, 1)
