@@ -305,6 +305,19 @@ def test_presets_load_and_match_their_names():
     for s in (deg, tr):
         s.validate()
         assert isinstance(s.points()[0], Point)
+    # what docs/SWEEPS.md says of their sizes and settings
+    assert (deg.n_points, tr.n_points) == (36, 54)
+    assert (deg.steps, tr.steps, deg.seeds, tr.seeds) == (2000, 1000, 3, 1)
+    for s in (deg, tr):
+        e = s.experiment
+        assert {h.width for h in e.network.hidden} == {16}
+        assert (e.data.kind, e.data.n_samples, e.training.batch_size) == ("circles", 400, 32)
+        assert e.build_dataset().n_train == 320
+    assert (deg.experiment.training.optimizer, deg.experiment.training.lr) == ("adam", 0.003)
+    assert deg.experiment.network.init == "glorot_uniform"
+    assert (tr.experiment.training.optimizer, tr.experiment.training.lr) == ("sgd", 0.05)
+    assert tr.experiment.network.sigma_b ** 2 == pytest.approx(0.05)
+    assert len(dict(tr.axes)["sigma_w2"]) == 9 and len(dict(tr.axes)["depth"]) == 6
 
 
 def test_results_lines_are_strict_json(tmp_path):
@@ -331,10 +344,11 @@ def test_degradation_preset_shows_what_its_description_says(tmp_path):
 
 @pytest.mark.slow
 def test_trainability_preset_trains_below_six_xi_and_not_above(tmp_path):
-    """Two sigma_w^2 on the ordered side, a depth below and a depth above 6 xi for each."""
+    """Two sigma_w^2 on the ordered side and one deep in the chaotic side, a depth below
+    and a depth above 6 xi for each."""
     base = load_sweep_preset("trainability")
     assert "6 xi" in base.description
-    sweep = replace(base, axes=(("sigma_w2", (0.5, 1.0)), ("depth", (4, 32))))
+    sweep = replace(base, axes=(("sigma_w2", (0.5, 1.0, 6.0)), ("depth", (4, 32))))
     sb2 = base.experiment.network.sigma_b ** 2
     out = run_sweep(sweep, tmp_path / "r.jsonl", executor="serial")
     for r in out.records:
