@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths, Signal
+from PySide6.QtCore import QObject, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
@@ -104,8 +104,10 @@ class SweepDialog(QDialog):
         self.source.setObjectName("sweep_source")
         if base_experiment is not None:
             self.source.addItem(f"Current experiment ({base_experiment.name})", CURRENT)
-        for key, name, _ in list_sweep_presets():
+        for key, name, description in list_sweep_presets():
             self.source.addItem(name, key)
+            self.source.setItemData(self.source.count() - 1, description,
+                                    Qt.ItemDataRole.ToolTipRole)
         self.source.currentIndexChanged.connect(self._on_source_changed)
 
         self.axis_names, self.axis_values = [], []
