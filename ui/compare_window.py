@@ -68,6 +68,7 @@ FAST_SWITCH_INTERVAL = 0.0005  # s: the worker gets the GIL back soon after each
 # controller does: on two CPUs every millisecond drawn is one the worker loses)
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 FAST_GUI_SHARE = 0.15 if (_CPUS or 1) <= 2 else 0.5
+_WARMUP_STARTED = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,12 @@ class CompareDriver(QObject):
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._on_worker_frame)
-        # the autoencoder kernels compile (or load from numba's cache) off the GUI thread
-        threading.Thread(target=pretrain_warmup, name="pretrain-warmup", daemon=True).start()
+        # the autoencoder kernels compile (or load from numba's cache) off the GUI thread,
+        # once per process
+        if not _WARMUP_STARTED.is_set():
+            _WARMUP_STARTED.set()
+            threading.Thread(target=pretrain_warmup, name="pretrain-warmup",
+                             daemon=True).start()
         self.publish()
 
     # -- reading and the frame --------------------------------------------------------
