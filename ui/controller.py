@@ -146,6 +146,7 @@ class SimulationController(QObject):
         nothing can be stepped until ``ready``."""
         if self.sim is None:
             self.snapshot = snap
+            self.experiment_changed.emit(self._experiment0)  # the settings it shows
             self.snapshot_changed.emit(snap)
 
     def _on_built(self, sim, message: str) -> None:
