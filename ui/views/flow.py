@@ -44,6 +44,31 @@ def layer_ticks(n_weight_layers: int, max_labels: int = 16) -> list[tuple[int, s
     return ticks + [(n_weight_layers, "out")]
 
 
+_MODE_BUTTON_STYLE = (
+    "QToolButton { padding: 2px 8px; border: 1px solid #454c62; border-radius: 3px; }"
+    "QToolButton:checked { background: #2f6fb3; color: #ffffff; border-color: #8ec5ff; }"
+    "QToolButton:!checked { background: transparent; color: #aab3c5; }")
+
+
+def theory_in_words(chi_star: float, phase: str) -> str:
+    """The mean-field factor said plainly: ||delta|| changes by about sqrt(chi*) per layer
+    (chi* is the factor on its square)."""
+    factor = math.sqrt(chi_star) if chi_star > 0 else 0.0
+    if phase == "critical":
+        return (f"Theory: each layer passes on about {_pct(factor)} of the gradient: "
+                "it neither fades nor grows much")
+    if phase == "chaotic":
+        return (f"Theory: each layer multiplies the gradient by about {factor:.2g}: "
+                "it grows on the way down")
+    return (f"Theory: each layer passes on about {_pct(factor)} of the gradient: "
+            "it fades on the way down")
+
+
+def _pct(fraction: float) -> str:
+    p = 100.0 * fraction
+    return f"{p:.2g}\u2009%" if p >= 0.01 else "almost none"
+
+
 class GradientFlowView(Panel):
     """Per-layer bars of the gradient norm, with the mean-field prediction over them."""
 
@@ -65,8 +90,12 @@ class GradientFlowView(Panel):
         group.setExclusive(True)
         for key, (label, _, _) in MODES.items():
             b = QToolButton()
+            b.setObjectName(f"flow_mode_{key}")
             b.setText(label)
             b.setCheckable(True)
+            b.setAutoRaise(False)
+            # the one shown is filled: Fusion's dark "checked" look is hard to tell apart
+            b.setStyleSheet(_MODE_BUTTON_STYLE)
             b.setChecked(key == self.mode)
             b.setToolTip("Show the backpropagated signal ||\u03b4_k|| = ||dL/dz_k||"
                          if key == "delta" else
@@ -109,8 +138,13 @@ class GradientFlowView(Panel):
                                           symbol="o", symbolSize=6, symbolBrush=C.PREDICTION,
                                           symbolPen=None)
         pi.addItem(self.prediction)
-        self.legend = pi.addLegend(offset=(8, 8), labelTextColor=C.FOREGROUND,
-                                   brush=pg.mkBrush(28, 32, 48, 210))
+        # the legend takes the title's row above the bars: inside the plot it covered
+        # them whenever they were high
+        self.legend = C.RowLegend(colCount=2)
+        pi.layout.removeItem(pi.titleLabel)
+        pi.titleLabel.hide()
+        pi.layout.addItem(self.legend, 0, 1)
+        pi.layout.setRowStretchFactor(0, 0)
         self.legend.addItem(self.bars, "measured")
         self.legend.addItem(self.prediction, "mean-field prediction")
         self.highlight_text = pg.TextItem("", color=C.FOREGROUND, anchor=(0.5, 1.0))
@@ -153,9 +187,9 @@ class GradientFlowView(Panel):
         except (ValueError, ArithmeticError) as e:  # no prediction rather than no panel
             mf, caveats = None, [f"No mean-field prediction: {e}"]
         if mf is not None:
-            head = (f"\u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
-                    f"{mf.depth_scale:.3g}")
-            caveats.insert(0, head)
+            caveats.insert(0, f"\u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
+                              f"{mf.depth_scale:.3g} layers")
+            caveats.insert(0, theory_in_words(mf.chi_star, mf.phase))
         self._theory = (spec, mf, caveats)
         return mf, caveats
 
@@ -241,10 +275,11 @@ class GradientFlowView(Panel):
             self._range = ranges
             pi.setRange(xRange=ranges[0], yRange=ranges[1], padding=0)
         text = caveats[0] if caveats else ""
+        notes = len(caveats) - 2 if mf is not None else len(caveats) - 1
         if self.mode != "delta":
             text = "prediction shown for ||\u03b4|| only"
-        elif len(caveats) > 1:
-            text += f"  (+{len(caveats) - 1} caveat{'s' if len(caveats) > 2 else ''})"
+        elif notes > 0:
+            text += f"  (+{notes} note{'s' if notes > 1 else ''}; hover for details)"
         if self.mode == "delta" and pred is None and mf is not None:
             text = "no prediction: the output layer's ||\u03b4|| is zero or not measured"
         if self._caveat.text() != text:

@@ -50,6 +50,29 @@ def squeeze_steps(values: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
     return out, f
 
 
+def resample_steps(values: np.ndarray, steps: np.ndarray, first: float, span: float,
+                   columns: int) -> np.ndarray:
+    """(n_entries, n_layers) at increasing, unevenly spaced ``steps`` (the history thins
+    out its older part) -> (columns, n_layers) over equal step intervals from ``first``:
+    the NaN-ignoring mean of the entries in each interval, or, for an interval with
+    none (the thinned part), the entry before it."""
+    n_layers = values.shape[1]
+    col = np.minimum(((steps - first) * (columns / span)).astype(np.int64), columns - 1)
+    starts = np.flatnonzero(np.diff(col, prepend=-1))  # first entry of each used column
+    ok = ~np.isnan(values)
+    total = np.add.reduceat(np.where(ok, values, 0), starts, axis=0, dtype=np.float32)
+    count = np.add.reduceat(ok, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (total / count).astype(np.float32)
+    means[count == 0] = np.nan
+    # each column shows the last used column at or before it
+    src = np.searchsorted(col[starts], np.arange(columns), side="right") - 1
+    out = means[np.maximum(src, 0)]
+    if src[0] < 0:
+        out[src < 0] = np.nan
+    return out.reshape(columns, n_layers)
+
+
 def _nan_mean(blocks: np.ndarray) -> np.ndarray:
     """(k, f, n_layers) -> (k, n_layers) means over f ignoring NaN; NaN where all are."""
     ok = ~np.isnan(blocks)
@@ -105,6 +128,11 @@ class GradientHistoryView(Panel):
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
 
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self._version = None  # re-read: the step axis now fits the last step
+        super()._on_running_changed(running)
+
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())
         return width if width > 0 else 600
@@ -121,13 +149,15 @@ class GradientHistoryView(Panel):
             history = sim.history
             if id(history) == self._history_id and history.version == self._version:
                 return
+            if id(history) != self._history_id:  # another run: its own step axis
+                self._x_range = None
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
             deltas = history.layer_series(HIST_DELTA)  # fancy-indexed: already a copy
-        self._draw(steps, deltas)
+        self._draw(steps, deltas, self.controller.is_playing)
 
-    def _draw(self, steps: np.ndarray, deltas: np.ndarray) -> None:
+    def _draw(self, steps: np.ndarray, deltas: np.ndarray, playing: bool = False) -> None:
         n_layers = deltas.shape[1] if deltas.ndim == 2 else 0
         pi = self.plot.getPlotItem()
         if len(steps) == 0 or n_layers == 0:
@@ -161,11 +191,21 @@ class GradientHistoryView(Panel):
         np.clip(logs, lo, hi, out=logs)
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)
-        self._x_range = C.step_range(self._x_range, first - 0.5, last + 0.5)
+        # while playing the step axis grows in nice spans (fewer re-layouts); otherwise
+        # it ends at the last step
+        x = (C.step_range(self._x_range, first - 0.5, last + 0.5) if playing
+             else C.fit_steps(first - 0.5, last + 0.5))
+        if x != self._x_range:
+            self._x_range = x
         x0, x1 = self._x_range
         # about one column per pixel of the part of the plot the steps cover
         cols = max(64, int(self._max_columns() * min(1.0, span / (x1 - x0))))
-        img, f = squeeze_steps(logs, cols)
+        if len(steps) == span:  # one entry per step
+            img, f = squeeze_steps(logs, cols)
+        else:  # the older part is thinned out: put every entry at its own step
+            cols = min(cols, int(span))
+            img = resample_steps(logs, steps, first, span, cols)
+            f = math.ceil(span / cols)
         img = np.ascontiguousarray(img.T)  # (layers, columns): the image's rows are layers
         self.image_data = img
         self.steps_per_column = f

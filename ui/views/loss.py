@@ -41,8 +41,11 @@ class LossView(Panel):
 
         self.plots = pg.GraphicsLayoutWidget()
         self.plots.setBackground(C.BACKGROUND)
-        self.loss_plot = self.plots.addPlot(row=0, col=0)
-        self.acc_plot = self.plots.addPlot(row=1, col=0)
+        # the legend has a row of its own above the plots: over them it hid the curves
+        self.legend = C.RowLegend(colCount=2)
+        self.plots.addItem(self.legend, row=0, col=0)
+        self.loss_plot = self.plots.addPlot(row=1, col=0)
+        self.acc_plot = self.plots.addPlot(row=2, col=0)
         self.acc_plot.setXLink(self.loss_plot)
         self.loss_plot.setLabel("left", "loss")
         self.acc_plot.setLabel("left", "accuracy")
@@ -67,13 +70,12 @@ class LossView(Panel):
                              autoDownsampleFactor=1.0)
             self.curves[kind] = (train, held)
         # one legend for both plots: the colours mean the same in each
-        self.legend = self.loss_plot.addLegend(offset=(-8, 6), labelTextColor=C.FOREGROUND,
-                                               brush=pg.mkBrush(28, 32, 48, 200))
         self.legend.addItem(self.curves["loss"][0], "training batches")
         self.legend.addItem(self.curves["loss"][1], "held-out set")
         self.acc_plot.setMaximumHeight(16777215)
-        self.plots.ci.layout.setRowStretchFactor(0, 3)
-        self.plots.ci.layout.setRowStretchFactor(1, 2)
+        self.plots.ci.layout.setRowStretchFactor(0, 0)
+        self.plots.ci.layout.setRowStretchFactor(1, 3)
+        self.plots.ci.layout.setRowStretchFactor(2, 2)
         self._no_acc = pg.TextItem("no accuracy: this is a regression task", color=C.MUTED,
                                    anchor=(0.5, 0.5))
         self.acc_plot.addItem(self._no_acc, ignoreBounds=True)
@@ -93,6 +95,11 @@ class LossView(Panel):
     def _on_structure_changed(self, spec) -> None:
         self._version = None
 
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self._version = None  # re-read: the step axis now fits the last step
+        super()._on_running_changed(running)
+
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:
             self._stack.setCurrentIndex(0)
@@ -105,14 +112,21 @@ class LossView(Panel):
             history = sim.history
             if id(history) == self._history_id and history.version == self._version:
                 return
+            if id(history) != self._history_id:  # another run: its own ranges
+                self._x_range = self._y_range = None
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
+            playing = self.controller.is_playing
             series = {name: history.scalar(name)
                       for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
             regression = sim.dataset.task != "classification"
         if len(steps):  # ranges first: the curves clip to the view when given their data
-            self._set_ranges(steps, series["loss"], series["val_loss"])
+            self._set_ranges(steps, series["loss"], series["val_loss"], playing)
+        elif self._x_range is not None:  # a new run (reset, preset, file): start afresh
+            self._x_range = self._y_range = None
+            self.loss_plot.setXRange(0.0, 10.0, padding=0)
+            self.loss_plot.setYRange(0.0, 1.0, padding=0)
         for kind, held_name in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
             train, held = self.curves[kind]
             train.setData(steps, series[kind], connect="finite")
@@ -132,8 +146,15 @@ class LossView(Panel):
         if regression:
             self._no_acc.setPos(float(steps[-1]) / 2 if len(steps) else 0.5, 0.5)
 
-    def _set_ranges(self, steps: np.ndarray, loss: np.ndarray, val_loss: np.ndarray) -> None:
-        x = C.step_range(self._x_range, float(steps[0]), float(steps[-1]))
+    def _set_ranges(self, steps: np.ndarray, loss: np.ndarray, val_loss: np.ndarray,
+                    playing: bool = False) -> None:
+        """While playing, the step axis grows in nice spans (fewer re-layouts); otherwise
+        it ends at the last step."""
+        first, last = float(steps[0]), float(steps[-1])
+        x = (C.step_range(self._x_range, first, last) if playing
+             else C.fit_steps(first, last))
+        if x == self._x_range:
+            x = self._x_range
         if x is not self._x_range:
             self._x_range = x
             self.loss_plot.setXRange(*x, padding=0)  # the accuracy plot is linked
