@@ -83,7 +83,7 @@ class DecisionBoundaryView(Panel):
         self._stack = QStackedLayout(self)
         self._stack.addWidget(self._message)
         self._stack.addWidget(page)
-        self.setMinimumSize(220, 200)
+        self.setMinimumSize(180, 130)
 
         self._refine_timer = QTimer(self)
         self._refine_timer.setSingleShot(True)

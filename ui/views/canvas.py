@@ -272,9 +272,13 @@ class _LayerLabels(pg.GraphicsObject):
     def set_structure(self, headers, bn, extra, rect: QRectF) -> None:
         self.prepareGeometryChange()
         self.headers, self.bn, self.extra = list(headers), list(bn), list(extra)
+        # upright (narrow columns): one line per layer, with the hidden units' count
+        self.vertical_texts = [h + (" +BN" if b else "") + (f"  (+{e})" if e > 0 else "")
+                               for h, b, e in zip(self.headers, self.bn, self.extra,
+                                                  strict=True)]
         # headers only change with the structure: lay their text out once
         self._static = {}
-        for text in {*self.headers, *(h + " +BN" for h in self.headers)}:
+        for text in {*self.headers, *self.vertical_texts}:
             st = QStaticText(text)
             st.prepare(QTransform(), self.font)
             self._static[text] = st
@@ -361,7 +365,7 @@ class _LayerLabels(pg.GraphicsObject):
                     painter.setPen(fg)
                     painter.drawText(QPointF(x - fm.horizontalAdvance(s) / 2, below), s)
             else:
-                text = header + (" +BN" if self.bn[k] else "")
+                text = self.vertical_texts[k]
                 self._vertical(painter, x, top - 8, text, fg, fm, up_from=True,
                                static=self._static.get(text))
                 if not is_hi and not covered and self.norms[k]:
@@ -573,8 +577,15 @@ class NetworkCanvas(pg.GraphicsView):
         self._rubber.setPen(C.cosmetic_pen(C.FOREGROUND, 2.0, Qt.PenStyle.DashLine))
         self._rubber.hide()
         self._labels = _LayerLabels()
+        # the layer an activation chip would land on, while it is dragged over the canvas
+        self._drop_box = QGraphicsRectItem(QRectF(-0.45, -COL_HALF - 0.12, 0.9,
+                                                  2 * COL_HALF + 0.24))
+        self._drop_box.setPen(C.cosmetic_pen(C.FORWARD, 2.0))
+        self._drop_box.setBrush(QBrush(C.blend(C.FORWARD, 40)))
+        self._drop_box.hide()
+        self.drop_layer = 0  # the layer highlighted for a drop, 0 for none
         for z, item in ((-5, self._glow), (0, self._edges), (2, self._units), (4, self._dim),
-                        (7, self._labels), (8, self._rubber)):
+                        (6, self._drop_box), (7, self._labels), (8, self._rubber)):
             item.setZValue(z)
             self.vb.addItem(item, ignoreBounds=True)
 
@@ -803,6 +814,12 @@ class NetworkCanvas(pg.GraphicsView):
         self._dim.set_rects(rects)
 
         norms = [""] + ([C.fmt_sci(v) for v in snapshot.delta_norm] if ok else [""] * n_w)
+        if hi > 0 and phase == "forward" and len(snapshot.activations) >= hi:
+            # the forward pass computes the activations: show that, not last step's delta
+            a = np.asarray(snapshot.activations[hi - 1], dtype=np.float64)
+            norms[hi] = "\u2016a\u2016 " + C.fmt_sci(float(np.sqrt(np.sum(a * a))))
+        elif hi > 0 and phase == "backward" and norms[hi]:
+            norms[hi] = "\u2016\u03b4\u2016 " + norms[hi]
         self._labels.set_values(norms, hi, color)
 
     def _edge_values(self, snapshot) -> np.ndarray:
@@ -1056,17 +1073,30 @@ class NetworkCanvas(pg.GraphicsView):
             return
         target = self._drop_target(ev.position().toPoint())
         self._drop_all.set_hot(target == 0)
+        self._show_drop_layer(target or 0)
         if target is None:
             ev.ignore()
         else:
             ev.acceptProposedAction()
 
+    def _show_drop_layer(self, k: int) -> None:
+        if k == self.drop_layer:
+            return
+        self.drop_layer = k
+        if k >= 1:
+            self._drop_box.setPos(k, 0)
+            self._drop_box.show()
+        else:
+            self._drop_box.hide()
+
     def dragLeaveEvent(self, ev) -> None:
         self._drop_all.set_hot(False)
+        self._show_drop_layer(0)
         ev.accept()
 
     def dropEvent(self, ev) -> None:
         self._drop_all.set_hot(False)
+        self._show_drop_layer(0)
         mime = ev.mimeData()
         if not mime.hasFormat(ACTIVATION_MIME):
             ev.ignore()

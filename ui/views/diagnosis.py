@@ -147,7 +147,7 @@ class DiagnosisPanel(Panel):
         layout.addWidget(self.banner)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 1)
-        self.setMinimumSize(240, 160)
+        self.setMinimumSize(220, 130)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)

@@ -54,14 +54,10 @@ def theory_in_words(chi_star: float, phase: str) -> str:
     """The mean-field factor said plainly: ||delta|| changes by about sqrt(chi*) per layer
     (chi* is the factor on its square)."""
     factor = math.sqrt(chi_star) if chi_star > 0 else 0.0
-    if phase == "critical":
-        return (f"Theory: each layer passes on about {_pct(factor)} of the gradient: "
-                "it neither fades nor grows much")
     if phase == "chaotic":
-        return (f"Theory: each layer multiplies the gradient by about {factor:.2g}: "
-                "it grows on the way down")
-    return (f"Theory: each layer passes on about {_pct(factor)} of the gradient: "
-            "it fades on the way down")
+        return f"Theory: each layer multiplies the gradient by about {factor:.2g} (it grows)"
+    way = "it fades" if phase == "ordered" else "about steady"
+    return f"Theory: each layer passes on about {_pct(factor)} of the gradient ({way})"
 
 
 def _pct(fraction: float) -> str:
@@ -157,7 +153,7 @@ class GradientFlowView(Panel):
         inner.addLayout(bar)
         inner.addWidget(self.plot, 1)
         self._stack_page(page)
-        self.setMinimumSize(260, 180)
+        self.setMinimumSize(220, 140)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=False)

@@ -119,7 +119,7 @@ class GradientHistoryView(Panel):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plot)
         self._stack_page(page)
-        self.setMinimumSize(260, 160)
+        self.setMinimumSize(220, 120)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)

@@ -86,7 +86,7 @@ class LossView(Panel):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plots)
         self._stack_page(page)
-        self.setMinimumSize(260, 180)
+        self.setMinimumSize(220, 130)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)
