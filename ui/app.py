@@ -77,6 +77,7 @@ STATUS_MESSAGE_MS = 10_000
 
 KEY_GEOMETRY = "window/geometry"
 KEY_STATE = "window/state"
+KEY_SIZE = "window/size"
 KEY_LAST_PATH = "experiment/last_path"
 KEY_LAST_DIR = "experiment/last_dir"
 
@@ -439,7 +440,7 @@ class MainWindow(QMainWindow):
         bar = QToolBar("Quick settings", self)
         bar.setObjectName("toolbar_quick")
         bar.setMovable(False)
-        for key in ("play", "step", "micro", "to_backward", "reset"):
+        for key in ("play", "step", "micro"):
             bar.addAction(self.playback_actions[key])
         bar.addSeparator()
         bar.addWidget(self.quick)
@@ -625,11 +626,17 @@ class MainWindow(QMainWindow):
         if not (isinstance(geometry, QByteArray) and not geometry.isEmpty()):
             return
         default_size = self.size()
+        # the size it was saved at: Qt squeezes a restored geometry onto the screen, and
+        # the dock layout saved with it would come back skewed
+        saved = self.settings.value(KEY_SIZE)
         self.restoreGeometry(geometry)
+        if not isinstance(saved, QSize):
+            saved = self.size()
         avail = self._available()
-        if avail is not None and (self.width() > avail.width()
-                                  or self.height() > avail.height() or self.isMaximized()
-                                  and self.size() != avail.size()):
+        # (a screen smaller than the window's minimum fits no window: any will do)
+        least = self.minimumSizeHint()
+        if avail is not None and (saved.width() > max(avail.width(), least.width())
+                                  or saved.height() > max(avail.height(), least.height())):
             self.showNormal()
             self.resize(default_size)
             self.move(avail.topLeft())
@@ -640,6 +647,7 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         self.settings.setValue(KEY_GEOMETRY, self.saveGeometry())
+        self.settings.setValue(KEY_SIZE, self.size())
         self.settings.setValue(KEY_STATE, self.saveState())
         if self.current_path:
             self.settings.setValue(KEY_LAST_PATH, self.current_path)

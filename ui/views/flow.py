@@ -39,7 +39,7 @@ def layer_ticks(n_weight_layers: int, max_labels: int = 16) -> list[tuple[int, s
     """Ticks 1..L and 'out' at L+1, thinned to at most about ``max_labels``."""
     step = max(1, math.ceil(n_weight_layers / max_labels))
     ticks = [(k, str(k)) for k in range(1, n_weight_layers, step)]
-    if ticks and n_weight_layers - ticks[-1][0] < step / 2:
+    if ticks and n_weight_layers - ticks[-1][0] < step:  # "out" is wider than a number
         ticks.pop()
     return ticks + [(n_weight_layers, "out")]
 
@@ -76,6 +76,7 @@ class GradientFlowView(Panel):
         self._theory = None  # (spec, MeanFieldPrediction or None, caveat text)
         self._plain_chain = True  # the prediction line is drawn solid
         self._n = 0
+        self._labels = 0  # layer numbers the axis may show
         self._range = None  # (x, y) ranges shown: a new one re-lays out the axes
         self._floor_marks = None  # (layers without a finite norm, floor) drawn
 
@@ -263,9 +264,10 @@ class GradientFlowView(Panel):
             self.highlight_text.show()
         else:
             self.highlight_text.hide()
-        if n != self._n:
-            self._n = n
-            pi.getAxis("bottom").setTicks([layer_ticks(n)])
+        labels = self._max_tick_labels()
+        if (n, labels) != (self._n, self._labels):
+            self._n, self._labels = n, labels
+            pi.getAxis("bottom").setTicks([layer_ticks(n, labels)])
         ranges = ((0.3, n + 0.7), (lo, hi + 0.12 * (hi - lo)))
         if ranges != self._range:
             self._range = ranges
@@ -283,6 +285,18 @@ class GradientFlowView(Panel):
         tip = "\n".join(f"\u2022 {c}" for c in caveats)
         if self._caveat.toolTip() != tip:
             self._caveat.setToolTip(tip)
+
+    TICK_LABEL_PX = 30  # room for one layer number ("out", "30") and a gap
+
+    def _max_tick_labels(self) -> int:
+        """As many layer numbers as fit side by side under the bars."""
+        width = self.plot.getPlotItem().getViewBox().width()
+        return max(2, int(width // self.TICK_LABEL_PX)) if width > 0 else 16
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        if self._n and self._max_tick_labels() != self._labels:
+            self.render_snapshot(self.controller.snapshot)
 
     def _set_legend_visible(self, with_prediction: bool) -> None:
         for sample, label in self.legend.items:

@@ -11,7 +11,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QWidget,
+)
 
 _GUARDED = (QAbstractSpinBox, QComboBox)
 
@@ -26,6 +32,13 @@ def _guarded(obj) -> QWidget | None:
     return None
 
 
+def _scroll_area_of(widget: QWidget) -> QAbstractScrollArea | None:
+    w = widget.parentWidget()
+    while w is not None and not isinstance(w, QAbstractScrollArea):
+        w = w.parentWidget()
+    return w
+
+
 def _typing_text(box: QWidget) -> bool:
     return isinstance(box, QComboBox) and box.isEditable()
 
@@ -38,7 +51,11 @@ class InputGuard(QObject):
         elif kind == QEvent.Type.Wheel:
             box = _guarded(obj)
             if box is not None and not box.hasFocus():
-                event.ignore()  # not for this widget: Qt passes it on to the parent
+                # not for this widget: it scrolls the panel around it, if any
+                area = _scroll_area_of(box)
+                if area is not None:
+                    QApplication.sendEvent(area.viewport(), event.clone())
+                event.accept()
                 return True
         elif kind == QEvent.Type.ShortcutOverride:
             box = _guarded(obj)

@@ -1,0 +1,294 @@
+"""The window as a new user meets it (issue 8): each test does what the user did,
+with the mouse, the wheel and the keyboard, and checks the model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+
+from simulator.data import DataSpec  # noqa: E402
+from simulator.experiment import Experiment, TrainSpec, save_experiment  # noqa: E402
+from simulator.spec import uniform_spec  # noqa: E402
+from simulator.theory import mean_field  # noqa: E402
+from ui.app import MainWindow  # noqa: E402
+from ui.views.flow import GradientFlowView  # noqa: E402
+
+pytestmark = pytest.mark.qt
+
+
+@pytest.fixture
+def window(qtbot, controller, editor, settings):
+    w = MainWindow(controller, editor, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    return w
+
+
+def wheel(widget, steps: int = -1) -> None:
+    """Turn the mouse wheel over the middle of ``widget`` (negative: towards the user)."""
+    pos = QPointF(widget.rect().center())
+    event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def answer_next_box(qtbot, button) -> list:
+    """Press ``button`` in the next modal message box, the way the user would."""
+    seen = []
+
+    def press():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, press)
+            return
+        seen.append(box.text())
+        QTest.mouseClick(box.button(button), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, press)
+    return seen
+
+
+def type_into(qtbot, spin, text: str) -> None:
+    spin.window().activateWindow()  # back from a message box
+    qtbot.waitUntil(spin.window().isActiveWindow)
+    QTest.mouseClick(spin.lineEdit(), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(spin.hasFocus)
+    spin.lineEdit().selectAll()
+    QTest.keyClicks(spin.lineEdit(), text)
+    QTest.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+
+
+# -- losing work and changing things by accident ----------------------------------------------
+def test_wheel_scrolls_the_panel_and_changes_no_setting(qtbot, window, controller):
+    controls = window.controls
+    window.resize(1280, 640)  # the panel scrolls
+    qtbot.waitUntil(lambda: controls.verticalScrollBar().maximum() > 0)
+    exp0 = controller.sim.experiment
+    for box in (controls.init, controls.seed, controls.depth, controls.lr, controls.kind):
+        assert box.focusPolicy() == Qt.FocusPolicy.StrongFocus
+        before = controls.verticalScrollBar().value()
+        wheel(box, -1)
+        assert controls.verticalScrollBar().value() > before or \
+            before == controls.verticalScrollBar().maximum()
+        controls.verticalScrollBar().setValue(0)
+    assert controller.sim.experiment == exp0
+    assert controller.undo_stack.count() == 0
+    # a clicked (focused) field does take the wheel
+    QTest.mouseClick(controls.lr.lineEdit(), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(controls.lr.hasFocus)
+    wheel(controls.lr, 1)
+    assert controller.sim.experiment.training.lr > exp0.training.lr
+
+
+def test_space_plays_from_a_spin_box_but_not_from_a_text_field(qtbot, window, controller):
+    controller.set_speed("quick")
+    QTest.mouseClick(window.controls.batch.lineEdit(), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.controls.batch.hasFocus)
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+    assert controller.is_playing
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+    assert not controller.is_playing
+
+
+def test_unsaved_edits_ask_before_a_preset_a_file_or_quitting(qtbot, window, controller,
+                                                              tmp_path, monkeypatch):
+    assert not window.isWindowModified()
+    type_into(qtbot, window.quick.lr, "0.5")  # the top bar's learning rate
+    assert controller.sim.experiment.training.lr == 0.5
+    assert window.isWindowModified() and "[*]" in window.windowTitle()
+    assert window.windowTitle().startswith(controller.sim.experiment.name)
+    # another preset: Cancel keeps the edits and their undo history
+    seen = answer_next_box(qtbot, QMessageBox.StandardButton.Cancel)
+    assert not window.open_preset("deep_sigmoid")
+    assert seen and "before loading the preset" in seen[0]
+    assert controller.sim.experiment.training.lr == 0.5 and controller.undo_stack.count() == 1
+    # opening a file: Save writes the edits first (to a file the user picks)
+    path = tmp_path / "mine.json"
+    monkeypatch.setattr("ui.app.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(path), "Experiments (*.json)"))
+    other = tmp_path / "other.json"
+    save_experiment(Experiment("Other", "", uniform_spec(2, 2, 2, 4, "relu"),
+                               DataSpec(kind="xor", n_samples=60), TrainSpec(lr=0.03)), other)
+    answer_next_box(qtbot, QMessageBox.StandardButton.Save)
+    assert window.open_path(str(other))
+    assert '"lr": 0.5' in path.read_text().replace(" ", "").replace('"lr":0.5', '"lr": 0.5')
+    assert controller.sim.experiment.name == "Other" and not window.isWindowModified()
+    assert window.windowTitle().startswith("other.json")
+    # quitting with Ctrl+Q: Cancel keeps the window, Discard closes it
+    type_into(qtbot, window.quick.lr, "0.2")
+    answer_next_box(qtbot, QMessageBox.StandardButton.Cancel)
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert window.isVisible()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    answer_next_box(qtbot, QMessageBox.StandardButton.Discard)
+    QTest.keyClick(window.canvas, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible())
+
+
+# -- fitting the screen -------------------------------------------------------------------------
+def test_fits_1280_by_720_with_learning_rate_and_activation_in_view(qtbot, window):
+    least = window.minimumSizeHint()
+    assert least.width() <= 1280 and least.height() <= 720 - 60  # title bar and panel
+    window.resize(1280, 680)
+    qtbot.waitUntil(lambda: window.height() <= 700)
+    for w in (window.quick.lr, window.quick.activation, window.canvas):
+        assert w.isVisible()
+        top_left = w.mapTo(window, QPoint(0, 0))
+        assert window.rect().contains(top_left) and top_left.y() < 680
+
+
+def test_a_saved_layout_bigger_than_the_screen_is_not_restored(qtbot, controller, editor,
+                                                                settings):
+    first = MainWindow(controller, editor, settings)
+    qtbot.addWidget(first)
+    first.docks["dock_boundary"].hide()
+    screen = first.screen().availableGeometry()
+    first.resize(screen.width() + 900, screen.height() + 700)
+    first.save_settings()
+    first.close()
+    again = MainWindow(controller, editor, settings)
+    qtbot.addWidget(again)
+    assert again.width() < screen.width() + 900
+    assert not again.docks["dock_boundary"].isHidden()  # the default layout
+
+
+def test_layer_numbers_do_not_overlap_at_30_layers(qtbot, qapp):
+    from ui.controller import SimulationController
+
+    c = SimulationController(Experiment(
+        "deep", "", uniform_spec(2, 2, 30, 4, "relu"), DataSpec(kind="xor", n_samples=60),
+        TrainSpec()))
+    view = GradientFlowView(c)
+    qtbot.addWidget(view)
+    view.resize(330, 220)
+    view.show()
+    qtbot.waitExposed(view)
+    c.run_steps(1)
+    axis = view.plot.getPlotItem().getAxis("bottom")
+    vb = view.plot.getPlotItem().getViewBox()
+    ticks = axis._tickLevels[0]
+    xs = [vb.mapViewToScene(QPointF(x, 0)).x() for x, _ in ticks]
+    widths = [axis.fontMetrics().horizontalAdvance(t) if hasattr(axis, "fontMetrics") else
+              8 * len(t) for _, t in ticks]
+    for i in range(len(xs) - 1):
+        assert xs[i + 1] - xs[i] > (widths[i] + widths[i + 1]) / 2
+    assert ticks[-1][1] == "out"
+    c.shutdown()
+
+
+def test_legends_hide_no_data(qtbot, window, controller):
+    controller.run_steps(3)
+    for plot_item, legend in ((window.views["flow"].plot.getPlotItem(),
+                               window.views["flow"].legend),
+                              (window.views["loss"].loss_plot, window.views["loss"].legend)):
+        plot_rect = plot_item.getViewBox().sceneBoundingRect()
+        assert legend.isVisible()
+        assert not legend.sceneBoundingRect().intersects(plot_rect)
+
+
+# -- saying the right thing ---------------------------------------------------------------------
+def test_stale_data_fields_show_the_data_set(qtbot, window, controller, tmp_path, monkeypatch):
+    controls = window.controls
+    assert controls.dims.value() == controller.sim.dataset.input_dim == 2
+    rng = np.random.default_rng(0)
+    lines = ["a,b,c,d,label"] + [",".join(f"{v:.3f}" for v in rng.normal(size=4)) + f",{i % 3}"
+                                 for i in range(45)]
+    path = tmp_path / "three.csv"
+    path.write_text("\n".join(lines) + "\n")
+    controller.error.emit("an earlier import failed")  # the banner of a failure
+    assert window.banner.isVisible()
+    monkeypatch.setattr("ui.views.controls.QFileDialog.getOpenFileName",
+                        lambda *a, **k: (str(path), ""))
+    QTest.mouseClick(controls.import_csv, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.sim.experiment.data.kind == "csv")
+    assert (controls.samples.value(), controls.classes.value(), controls.dims.value()) == \
+        (45, 3, 4)
+    assert not window.banner.isVisible()  # success clears the old failure
+
+
+def test_description_of_the_loaded_experiment_is_shown(qtbot, window, controller):
+    note = window.note
+    assert note.isVisible()
+    assert controller.sim.experiment.description.split(".")[0] in note.label.text()
+    exp = Experiment("Two sentences", "First part. Then the second part with more.",
+                     uniform_spec(2, 2, 2, 4, "tanh"), DataSpec(kind="xor", n_samples=60),
+                     TrainSpec())
+    window._open(exp, None)
+    assert "First part." in note.label.text() and "second part" not in note.label.text()
+    QTest.mouseClick(note.more, Qt.MouseButton.LeftButton)
+    assert "second part" in note.label.text()
+
+
+def test_fast_mode_never_animates(qtbot, window, controller):
+    controls = window.controls
+    controls.animate.setChecked(True)
+    controls.speed.setCurrentIndex(controls.speed.findData("fast"))
+    assert not controls.animate.isEnabled()
+    window.action_play.trigger()
+    assert controller._worker is not None  # trained in the background, no micro-steps
+    qtbot.waitUntil(lambda: controller.sim.step_count >= 20, timeout=20_000)
+    window.action_play.trigger()
+    assert not controller.is_playing
+
+
+def test_jump_to_backward_pass_and_the_forward_value_bubble(qtbot, window, controller):
+    canvas = window.canvas
+    QTest.keyClick(canvas, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    snap = controller.snapshot
+    assert (snap.phase, snap.layer) == ("forward", 1)
+    a = np.asarray(snap.activations[0], dtype=np.float64)
+    bubble = canvas._labels.norms[1]
+    assert bubble.startswith("\u2016a\u2016")
+    from ui.views.colors import fmt_sci
+    assert bubble.endswith(fmt_sci(float(np.sqrt((a * a).sum()))))
+    QTest.keyClick(canvas, Qt.Key.Key_B)
+    assert controller.snapshot.phase == "loss"
+    QTest.keyClick(canvas, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    snap = controller.snapshot
+    assert (snap.phase, snap.layer) == ("backward", snap.n_layers)
+    assert canvas._labels.norms[snap.n_layers].startswith("\u2016\u03b4\u2016")
+
+
+def test_hidden_units_are_counted_on_the_canvas(qtbot, controller, editor, settings):
+    window = MainWindow(controller, editor, settings)
+    qtbot.addWidget(window)
+    editor.set_width(0, 16)
+    shown = window.canvas.shown_units(1)
+    assert shown < 16
+    assert f"(+{16 - shown})" in window.canvas._labels.vertical_texts[1]
+
+
+def test_flow_mode_buttons_show_which_is_on_and_the_header_speaks_plainly(qtbot, window,
+                                                                           controller):
+    flow = window.views["flow"]
+    controller.run_steps(2)
+    mf = mean_field(controller.sim.spec)
+    percent = f"{100 * math.sqrt(mf.chi_star):.2g}\u2009%"
+    assert flow._caveat.text().startswith("Theory: each layer")
+    assert percent in flow._caveat.text() or mf.phase == "chaotic"
+    assert "\u03c7*" not in flow._caveat.text() and "\u03c7*" in flow._caveat.toolTip()
+
+    def blue(button) -> float:
+        img = button.grab().toImage()
+        c = img.pixelColor(img.width() // 2, 3)
+        return c.blue() - c.red()
+
+    delta, grad = flow._buttons["delta"], flow._buttons["grad"]
+    assert blue(delta) > blue(grad) + 40
+    QTest.mouseClick(grad, Qt.MouseButton.LeftButton)
+    assert flow.mode == "grad" and blue(grad) > blue(delta) + 40
