@@ -261,7 +261,7 @@ def test_jump_to_backward_pass_and_the_forward_value_bubble(qtbot, window, contr
     QTest.keyClick(canvas, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     snap = controller.snapshot
     assert (snap.phase, snap.layer) == ("backward", snap.n_layers)
-    assert canvas._labels.norms[snap.n_layers].startswith("\u2016\u03b4\u2016")
+    assert canvas._labels.norms[snap.n_layers] == fmt_sci(snap.delta_norm[-1])  # delta again
 
 
 def test_hidden_units_are_counted_on_the_canvas(qtbot, controller, editor, settings):

@@ -818,8 +818,6 @@ class NetworkCanvas(pg.GraphicsView):
             # the forward pass computes the activations: show that, not last step's delta
             a = np.asarray(snapshot.activations[hi - 1], dtype=np.float64)
             norms[hi] = "\u2016a\u2016 " + C.fmt_sci(float(np.sqrt(np.sum(a * a))))
-        elif hi > 0 and phase == "backward" and norms[hi]:
-            norms[hi] = "\u2016\u03b4\u2016 " + norms[hi]
         self._labels.set_values(norms, hi, color)
 
     def _edge_values(self, snapshot) -> np.ndarray:
