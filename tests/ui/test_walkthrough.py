@@ -292,3 +292,20 @@ def test_flow_mode_buttons_show_which_is_on_and_the_header_speaks_plainly(qtbot,
     assert blue(delta) > blue(grad) + 40
     QTest.mouseClick(grad, Qt.MouseButton.LeftButton)
     assert flow.mode == "grad" and blue(grad) > blue(delta) + 40
+
+
+def test_step_axes_end_at_the_last_step_after_play_and_reset_on_loading(qtbot, window,
+                                                                        controller):
+    loss, history = window.views["loss"], window.views["history"]
+    controller.run_steps(37)
+    controller.set_speed("quick")
+    QTest.keyClick(window.canvas, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: controller.sim.step_count >= 45, timeout=20_000)
+    QTest.keyClick(window.canvas, Qt.Key.Key_Space)
+    last = controller.sim.step_count
+    qtbot.waitUntil(lambda: loss.loss_plot.getViewBox().viewRange()[0][1] == last)
+    qtbot.waitUntil(lambda: abs(history.plot.getPlotItem().getViewBox().viewRange()[0][1]
+                                - (last + 0.5)) < 1e-9)
+    window._open(Experiment("Fresh", "", uniform_spec(2, 2, 2, 4, "tanh"),
+                            DataSpec(kind="xor", n_samples=60), TrainSpec()), None)
+    qtbot.waitUntil(lambda: loss.loss_plot.getViewBox().viewRange()[0][1] <= 10.0)

@@ -94,6 +94,7 @@ class GradientHistoryView(Panel):
         self.image_data = np.zeros((0, 0), np.float32)
         self.steps_per_column = 1
         self._x_range = None
+        self._fit_last = False  # the next draw ends the step axis at the last step
         self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
@@ -131,6 +132,7 @@ class GradientHistoryView(Panel):
     def _on_running_changed(self, running: bool) -> None:
         if not running:
             self._version = None  # re-read: the step axis now fits the last step
+            self._fit_last = True
         super()._on_running_changed(running)
 
     def _max_columns(self) -> int:
@@ -191,10 +193,11 @@ class GradientHistoryView(Panel):
         np.clip(logs, lo, hi, out=logs)
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)
-        # while playing the step axis grows in nice spans (fewer re-layouts); otherwise
-        # it ends at the last step
-        x = (C.step_range(self._x_range, first - 0.5, last + 0.5) if playing
-             else C.fit_steps(first - 0.5, last + 0.5))
+        # the step axis grows in nice spans ahead of the data (fewer re-layouts) and
+        # ends at the last step once play stops
+        x = (C.fit_steps(first - 0.5, last + 0.5) if self._fit_last and not playing
+             else C.step_range(self._x_range, first - 0.5, last + 0.5))
+        self._fit_last = False
         if x != self._x_range:
             self._x_range = x
         x0, x1 = self._x_range

@@ -24,6 +24,7 @@ from .panel import Panel
 
 PLAY_HZ = 15.0  # while playing, redraw at most this often: axes re-layout on every range change
 MAX_DOTS = 120  # held-out points drawn as dots up to this many; beyond, the line alone
+EMPTY_RANGE = (0.0, 10.0)  # the step axis before the first step
 TRAIN = "#6fa8dc"
 HELD_OUT = "#ffb347"
 
@@ -36,6 +37,7 @@ class LossView(Panel):
         self._history_id = None
         self._last_time = -math.inf
         self._x_range = None
+        self._fit_last = False  # the next draw ends the step axis at the last step
         self._y_range = None
         self._held_shown = {}  # kind -> (number of points, last value) drawn
 
@@ -98,6 +100,7 @@ class LossView(Panel):
     def _on_running_changed(self, running: bool) -> None:
         if not running:
             self._version = None  # re-read: the step axis now fits the last step
+            self._fit_last = True
         super()._on_running_changed(running)
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
@@ -123,9 +126,9 @@ class LossView(Panel):
             regression = sim.dataset.task != "classification"
         if len(steps):  # ranges first: the curves clip to the view when given their data
             self._set_ranges(steps, series["loss"], series["val_loss"], playing)
-        elif self._x_range is not None:  # a new run (reset, preset, file): start afresh
-            self._x_range = self._y_range = None
-            self.loss_plot.setXRange(0.0, 10.0, padding=0)
+        elif self._x_range != EMPTY_RANGE:  # a new run (reset, preset, file): start afresh
+            self._x_range, self._y_range = EMPTY_RANGE, None
+            self.loss_plot.setXRange(*EMPTY_RANGE, padding=0)
             self.loss_plot.setYRange(0.0, 1.0, padding=0)
         for kind, held_name in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
             train, held = self.curves[kind]
@@ -148,11 +151,12 @@ class LossView(Panel):
 
     def _set_ranges(self, steps: np.ndarray, loss: np.ndarray, val_loss: np.ndarray,
                     playing: bool = False) -> None:
-        """While playing, the step axis grows in nice spans (fewer re-layouts); otherwise
-        it ends at the last step."""
+        """The step axis grows in nice spans ahead of the data (a new range re-lays out
+        the axis: not at every step), and ends at the last step once play stops."""
         first, last = float(steps[0]), float(steps[-1])
-        x = (C.step_range(self._x_range, first, last) if playing
-             else C.fit_steps(first, last))
+        x = (C.fit_steps(first, last) if self._fit_last and not playing
+             else C.step_range(self._x_range, first, last))
+        self._fit_last = False
         if x == self._x_range:
             x = self._x_range
         if x is not self._x_range:
