@@ -195,7 +195,9 @@ def test_legends_hide_no_data(qtbot, window, controller):
     controller.run_steps(3)
     for plot_item, legend in ((window.views["flow"].plot.getPlotItem(),
                                window.views["flow"].legend),
-                              (window.views["loss"].loss_plot, window.views["loss"].legend)):
+                              (window.views["loss"].loss_plot, window.views["loss"].legend),
+                              (window.views["boundary"].plot.getPlotItem(),
+                               window.views["boundary"].legend)):
         plot_rect = plot_item.getViewBox().sceneBoundingRect()
         assert legend.isVisible()
         assert not legend.sceneBoundingRect().intersects(plot_rect)
@@ -309,3 +311,29 @@ def test_step_axes_end_at_the_last_step_after_play_and_reset_on_loading(qtbot, w
     window._open(Experiment("Fresh", "", uniform_spec(2, 2, 2, 4, "tanh"),
                             DataSpec(kind="xor", n_samples=60), TrainSpec()), None)
     qtbot.waitUntil(lambda: loss.loss_plot.getViewBox().viewRange()[0][1] <= 10.0)
+
+
+def test_dragging_shows_where_it_lands(qtbot, window, controller):
+    from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent
+
+    canvas = window.canvas
+    controller.run_steps(1)
+    qtbot.waitUntil(lambda: canvas.layer_pos(3).x() > canvas.layer_pos(1).x() + 10)
+    vp = canvas.viewport()
+    # a skip link being dragged: a rubber band from the layer to the pointer
+    start, end = canvas.layer_pos(1), canvas.layer_pos(3)
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(vp, QPoint((start.x() + end.x()) // 2, start.y() - 30))
+    assert canvas._rubber.isVisible() and not canvas._rubber.path().isEmpty()
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=end)
+    assert not canvas._rubber.isVisible()
+    # an activation chip over layer 2: that layer is outlined until the chip leaves
+    mime = window.controls.chips["relu"].mime_data()
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier)
+    pos = canvas.layer_pos(2)
+    QApplication.sendEvent(vp, QDragEnterEvent(pos, *args))
+    QApplication.sendEvent(vp, QDragMoveEvent(pos, *args))
+    assert canvas.drop_layer == 2 and canvas._drop_box.isVisible()
+    QApplication.sendEvent(vp, QDragLeaveEvent())
+    assert canvas.drop_layer == 0 and not canvas._drop_box.isVisible()

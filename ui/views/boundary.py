@@ -65,8 +65,12 @@ class DecisionBoundaryView(Panel):
         self.test_points = pg.ScatterPlotItem(size=7, pxMode=True)
         pi.addItem(self.train_points)
         pi.addItem(self.test_points)
-        legend = pi.addLegend(offset=(-6, 6), labelTextColor=C.FOREGROUND,
-                              brush=pg.mkBrush(28, 32, 48, 200))
+        # the legend in the title's row, above the plot: inside it covered points
+        legend = self.legend = C.RowLegend(colCount=2)
+        pi.layout.removeItem(pi.titleLabel)
+        pi.titleLabel.hide()
+        pi.layout.addItem(legend, 0, 1)
+        pi.layout.setRowStretchFactor(0, 0)
         legend.addItem(pg.ScatterPlotItem(size=6, brush=C.FOREGROUND, pen=pg.mkPen("#000")),
                        "training")
         hollow = pg.ScatterPlotItem(size=7, brush=None, pen=pg.mkPen(C.FOREGROUND, width=1.6))
