@@ -337,3 +337,19 @@ def test_dragging_shows_where_it_lands(qtbot, window, controller):
     assert canvas.drop_layer == 2 and canvas._drop_box.isVisible()
     QApplication.sendEvent(vp, QDragLeaveEvent())
     assert canvas.drop_layer == 0 and not canvas._drop_box.isVisible()
+
+
+def test_a_costly_decision_map_follows_once_the_steps_pause(qtbot, window, controller,
+                                                           monkeypatch):
+    import ui.views.boundary as boundary_module
+
+    view = window.views["boundary"]
+    controller.run_steps(1)
+    qtbot.waitUntil(lambda: view._cost_per_point is not None)
+    monkeypatch.setattr(boundary_module, "DEFER_ABOVE_SECONDS", 0.0)  # as if a deep net
+    before = np.array(view.image.image, copy=True)
+    QTest.keyClick(window.canvas, Qt.Key.Key_Right)  # one step by hand
+    assert view._deferred  # not drawn inside the frame
+    qtbot.waitUntil(lambda: not view._deferred, timeout=5000)  # drawn once steps pause
+    assert view.image.image is not None and view.image.image.shape[:2] != before.shape[:2] \
+        or not np.array_equal(view.image.image, before)
