@@ -325,6 +325,9 @@ def test_dragging_shows_where_it_lands(qtbot, window, controller):
     QTest.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
     QTest.mouseMove(vp, QPoint((start.x() + end.x()) // 2, start.y() - 30))
     assert canvas._rubber.isVisible() and not canvas._rubber.path().isEmpty()
+    band = canvas._rubber.path().boundingRect()
+    (x0, x1), (y0, y1) = canvas.vb.viewRange()
+    assert y0 <= band.top() and band.bottom() <= y1 and band.width() > 0.5  # all in view
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=end)
     assert not canvas._rubber.isVisible()
     # an activation chip over layer 2: that layer is outlined until the chip leaves

@@ -979,10 +979,15 @@ class NetworkCanvas(pg.GraphicsView):
         target = self._layer_at(pos)
         valid = self._skip_target(k0, target) is not None
         x1 = float(target) if valid else d.x()
-        y1 = ARC_BASE if valid else d.y()
-        h = _arc_height(int(abs(x1 - k0)) or 1)
-        path = QPainterPath(QPointF(k0, ARC_BASE))
-        path.cubicTo(QPointF(k0, ARC_BASE + h * 4 / 3), QPointF(x1, max(y1, ARC_BASE) + h * 4 / 3),
+        # inside the part of the view that is shown: without skips yet, the room above
+        # the layers where arcs go is off the top, and the band showed as two ticks
+        view_top = self.vb.viewRange()[1][1]
+        base = min(ARC_BASE, view_top - 0.1)
+        y1 = base if valid else d.y()
+        room = view_top - max(y1, base) - 0.05
+        h = max(min(_arc_height(int(abs(x1 - k0)) or 1), room), 0.05)
+        path = QPainterPath(QPointF(k0, base))
+        path.cubicTo(QPointF(k0, base + h * 4 / 3), QPointF(x1, max(y1, base) + h * 4 / 3),
                      QPointF(x1, y1))
         self._rubber.setPen(C.cosmetic_pen(C.IDENTITY_SKIP if valid else C.MUTED, 2.0,
                                            Qt.PenStyle.DashLine))
