@@ -738,8 +738,34 @@ class NetworkCanvas(pg.GraphicsView):
         if self._spec is None:
             return
         n = self.n_columns
-        self.vb.setRange(xRange=(-0.8, n - 1 + 0.8), yRange=(-COL_HALF - 0.75, self._top() + 0.1),
-                         padding=0.0)
+        bottom, top = self._fit_y_range(n)
+        self.vb.setRange(xRange=(-0.8, n - 1 + 0.8), yRange=(bottom, top), padding=0.0)
+
+    def _fit_y_range(self, n: int) -> tuple[float, float]:
+        """The y range that shows the units, the skip arcs, and the layer texts in full:
+        the texts are drawn in pixels above and below the units, so on a short canvas
+        the units get less height until the texts fit (within reason)."""
+        lo_pad, hi_pad = 0.75, self._top() + 0.1 - COL_HALF  # data units below / above
+        h, w = self.vb.height(), self.vb.width()
+        labels = self._labels
+        if h <= 0 or w <= 0 or not labels.headers:
+            return -COL_HALF - lo_pad, COL_HALF + hi_pad
+        fm = QFontMetricsF(labels.font)
+        spacing = w / max(n - 1 + 1.6, 1.0)
+        if spacing >= labels._widest + 8:  # texts lie flat: a couple of lines each side
+            need_top, need_bottom = 2 * fm.height() + 12, 3 * fm.height() + 16
+        else:  # upright: as long as the longest text
+            need_top = max(fm.horizontalAdvance(t) for t in labels.vertical_texts) + 14
+            need_bottom = fm.horizontalAdvance("\u2016a\u2016 8.8e-88") + 14
+        span = 2 * COL_HALF
+        s0 = h / (lo_pad + span + hi_pad)  # pixels per data unit without the texts
+        scale = s0
+        for _ in range(8):  # settles in a few rounds
+            top_pad = max(hi_pad, need_top / scale)
+            bottom_pad = max(lo_pad, need_bottom / scale)
+            scale = max(h / (top_pad + span + bottom_pad), 0.35 * s0)
+        bottom = -COL_HALF - max(lo_pad, need_bottom / scale)
+        return bottom, bottom + h / scale
 
     # -- drawing a snapshot --------------------------------------------------------------
     def _set_empty(self, empty: bool) -> None:
