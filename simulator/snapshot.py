@@ -148,6 +148,9 @@ class History:
         self._stride = 1  # the archive keeps every _stride-th step that left the ring
         self._left = 0  # steps that have left the ring so far
         self.version = 0  # bumps on every change, for views that cache
+        # bumps when rows already read may have changed (cleared, layers added or
+        # removed); between two bumps rows are only added, or dropped by thinning
+        self.generation = 0
 
     @property
     def n_layers(self) -> int:
@@ -240,7 +243,8 @@ class History:
             i = end
 
     def _order(self) -> np.ndarray:
-        ring = self._archive_cap + (self._first_ring_slot() + np.arange(self._count)) % self._ring_cap
+        ring = (self._first_ring_slot() + np.arange(self._count)) % self._ring_cap
+        ring += self._archive_cap
         return np.concatenate([np.arange(self._archived), ring])
 
     def steps(self) -> np.ndarray:
@@ -249,9 +253,10 @@ class History:
     def scalar(self, name: str) -> np.ndarray:
         return self._scalars[self._order(), self.SCALARS.index(name)]
 
-    def layer_series(self, column: int) -> np.ndarray:
-        """(n_entries, n_layers) array of one HIST_* column, oldest first."""
-        return self._layers[self._order(), :, column]
+    def layer_series(self, column: int, start: int = 0) -> np.ndarray:
+        """(n_entries - start, n_layers) array of one HIST_* column, oldest first, from
+        entry ``start`` on (a view that kept the older entries reads only the new ones)."""
+        return self._layers[self._order()[start:], :, column]
 
     def clear(self) -> None:
         self._layers[:] = np.nan
@@ -259,12 +264,15 @@ class History:
         self._next = self._count = self._archived = self._left = 0
         self._stride = 1
         self.version += 1
+        self.generation += 1
 
     def insert_layer(self, index: int) -> None:
         """A weight layer was inserted at 0-based position ``index``: add a NaN row there."""
         self._layers = np.insert(self._layers, index, np.nan, axis=1)
         self.version += 1
+        self.generation += 1
 
     def delete_layer(self, index: int) -> None:
         self._layers = np.delete(self._layers, index, axis=1)
         self.version += 1
+        self.generation += 1

@@ -356,3 +356,47 @@ def test_a_costly_decision_map_follows_once_the_steps_pause(qtbot, window, contr
     qtbot.waitUntil(lambda: not view._deferred, timeout=5000)  # drawn once steps pause
     assert view.image.image is not None and view.image.image.shape[:2] != before.shape[:2] \
         or not np.array_equal(view.image.image, before)
+
+
+def test_the_heatmap_and_loss_show_the_whole_run_thinned(qtbot, qapp, tiny_experiment):
+    from ui.controller import SimulationController
+    from ui.views.history import GradientHistoryView
+    from ui.views.loss import LossView
+
+    c = SimulationController(tiny_experiment, history_capacity=40)
+    view = GradientHistoryView(c)
+    qtbot.addWidget(view)
+    view.resize(400, 200)
+    view.show()
+    qtbot.waitExposed(view)
+    for n in (15, 30, 7, 60, 90):  # past the ring, through several thinnings
+        c.run_steps(n)
+        view.render_snapshot(c.snapshot, force=True)
+    c.pause()
+    c.running_changed.emit(False)  # as when play stops: the axis ends at the last step
+    view.render_snapshot(c.snapshot, force=True)
+    steps = c.sim.history.steps()
+    assert steps[0] == 1 and steps[-1] == 202 and len(steps) <= 40
+    rect = view.image.mapRectToParent(view.image.boundingRect())
+    assert rect.left() == pytest.approx(0.5) and rect.right() == pytest.approx(202.5)
+    # the logs kept from frame to frame give the picture a fresh view computes
+    fresh = GradientHistoryView(c)
+    qtbot.addWidget(fresh)
+    fresh.resize(400, 200)
+    fresh.show()
+    qtbot.waitExposed(fresh)
+    fresh.render_snapshot(c.snapshot, force=True)
+    view.render_snapshot(c.snapshot, force=True)
+    assert view.image_data.shape == fresh.image_data.shape
+    np.testing.assert_array_equal(view.image_data, fresh.image_data)
+    # Reset starts over: nothing of the old run is drawn
+    c.reset()
+    c.run_steps(3)
+    view.render_snapshot(c.snapshot, force=True)
+    expected = np.log10(np.abs(c.sim.history.layer_series(0)[:, 0]))
+    np.testing.assert_allclose(view.image_data[0, :3], expected, rtol=1e-6)
+    loss = LossView(c)
+    qtbot.addWidget(loss)
+    loss.render_snapshot(c.snapshot, force=True)
+    assert len(loss.curves["loss"][0].xData) == 3
+    c.shutdown()

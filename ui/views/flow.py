@@ -55,9 +55,13 @@ def theory_in_words(chi_star: float, phase: str) -> str:
     (chi* is the factor on its square)."""
     factor = math.sqrt(chi_star) if chi_star > 0 else 0.0
     if phase == "chaotic":
-        return f"Theory: each layer multiplies the gradient by about {factor:.2g} (it grows)"
-    way = "it fades" if phase == "ordered" else "about steady"
-    return f"Theory: each layer passes on about {_pct(factor)} of the gradient ({way})"
+        return f"Theory: each layer multiplies the gradient by {factor:.2g}"
+    return f"Theory: each layer passes on {_pct(factor)} of the gradient"
+
+
+_PHASE_WORDS = {"ordered": "ordered: the gradient fades with depth",
+                "critical": "critical: the gradient keeps its size",
+                "chaotic": "chaotic: the gradient grows with depth"}
 
 
 def _pct(fraction: float) -> str:
@@ -184,8 +188,11 @@ class GradientFlowView(Panel):
         except (ValueError, ArithmeticError) as e:  # no prediction rather than no panel
             mf, caveats = None, [f"No mean-field prediction: {e}"]
         if mf is not None:
-            caveats.insert(0, f"\u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
-                              f"{mf.depth_scale:.3g} layers")
+            caveats.insert(0, f"\u03c7* = {mf.chi_star:.3g} "
+                              f"({_PHASE_WORDS.get(mf.phase, mf.phase)}), depth scale "
+                              f"{mf.depth_scale:.3g} layers: \u03c7* is the factor on "
+                              "||\u03b4||\u00b2 per layer, so ||\u03b4|| changes by "
+                              "\u221a\u03c7* per layer")
             caveats.insert(0, theory_in_words(mf.chi_star, mf.phase))
         self._theory = (spec, mf, caveats)
         return mf, caveats

@@ -94,6 +94,7 @@ class GradientHistoryView(Panel):
         self.image_data = np.zeros((0, 0), np.float32)
         self.steps_per_column = 1
         self._x_range = None
+        self._log_cache = None  # (history key, steps, log10|delta|, zero) of the last read
         self._fit_last = False  # the next draw ends the step axis at the last step
         self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
@@ -128,6 +129,7 @@ class GradientHistoryView(Panel):
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
+        self._log_cache = None
 
     def _on_running_changed(self, running: bool) -> None:
         if not running:
@@ -156,11 +158,48 @@ class GradientHistoryView(Panel):
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
-            deltas = history.layer_series(HIST_DELTA)  # fancy-indexed: already a copy
-        self._draw(steps, deltas, self.controller.is_playing)
+            key = (id(history), history.generation)
+            old, start = self._kept_rows(key, steps)
+            new = history.layer_series(HIST_DELTA, start)  # fancy-indexed: already a copy
+        logs, zero = self._logs(key, steps, old, new)
+        self._draw(steps, logs, self.controller.is_playing, zero)
 
-    def _draw(self, steps: np.ndarray, deltas: np.ndarray, playing: bool = False) -> None:
-        n_layers = deltas.shape[1] if deltas.ndim == 2 else 0
+    def _kept_rows(self, key, steps: np.ndarray):
+        """Which of ``steps`` were read before (their logs are kept): (their places in
+        the kept logs, or None to read everything; how many leading steps they are)."""
+        cache = self._log_cache
+        if cache is None or cache[0] != key or not len(steps) or not len(cache[1]):
+            return None, 0
+        kept_steps = cache[1]
+        start = int(np.searchsorted(steps, kept_steps[-1], side="right"))
+        idx = np.searchsorted(kept_steps, steps[:start])
+        if np.any(idx >= len(kept_steps)) or not np.array_equal(kept_steps[idx], steps[:start]):
+            return None, 0
+        return idx, start
+
+    def _logs(self, key, steps, old, new: np.ndarray):
+        """log10 |delta| (NaN where not measured or exactly zero) and where it is zero,
+        for every entry: the kept rows' logs and the new rows' computed now. Rows of a
+        history never change until ``History.generation`` moves, so each row's log is
+        taken once, not at every frame."""
+        logs = new.astype(np.float32, copy=False)  # layer_series hands out a copy
+        np.abs(logs, out=logs)
+        zero = logs == 0
+        logs[zero] = np.nan  # no log of 0, and out of the min and max
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.log10(logs, out=logs)
+        if old is not None:
+            _, _, kept_logs, kept_zero = self._log_cache
+            logs = np.concatenate([kept_logs[old], logs])
+            zero = np.concatenate([kept_zero[old], zero])
+        self._log_cache = (key, steps, logs, zero)
+        return logs, zero
+
+    def _draw(self, steps: np.ndarray, logs: np.ndarray, playing: bool = False,
+              zero: np.ndarray | None = None) -> None:
+        """``logs``: log10 |delta| per (step, layer), NaN where not measured or zero;
+        ``zero`` marks the exact zeros (drawn at the bottom of the scale)."""
+        n_layers = logs.shape[1] if logs.ndim == 2 else 0
         pi = self.plot.getPlotItem()
         if len(steps) == 0 or n_layers == 0:
             self.image.clear()
@@ -172,14 +211,11 @@ class GradientHistoryView(Panel):
             self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
             return
         self._empty.hide()
-        # (steps, layers) throughout, in place on the copy: a 5000-step history of 100
-        # layers is half a million values, and every pass (and new array) over them counts
-        logs = deltas.astype(np.float32, copy=False)  # layer_series hands out a copy
-        np.abs(logs, out=logs)
-        zero = logs == 0
-        logs[zero] = np.nan  # no log of 0, and out of the min and max below
+        if zero is None:
+            zero = np.zeros(logs.shape, bool)
+        # (steps, layers) throughout: a 5000-step history of 200 layers is a million
+        # values, and every pass (and new array) over them counts
         with np.errstate(invalid="ignore"):
-            np.log10(logs, out=logs)
             lo, hi = np.fmin.reduce(logs, axis=None), np.fmax.reduce(logs, axis=None)
         if not (math.isfinite(lo) and math.isfinite(hi)):  # diverged (inf) or nothing measured
             finite = logs[np.isfinite(logs)]
@@ -189,8 +225,8 @@ class GradientHistoryView(Panel):
             hi = lo + 1
         # exact zeros sit at the bottom of the scale, inf (diverged) at the top; NaN (not
         # measured) stays transparent
+        logs = np.clip(logs, lo, hi)  # a new array: the logs are kept for the next frame
         logs[zero] = lo
-        np.clip(logs, lo, hi, out=logs)
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)
         # the step axis grows in nice spans ahead of the data (fewer re-layouts) and
