@@ -400,3 +400,11 @@ def test_the_heatmap_and_loss_show_the_whole_run_thinned(qtbot, qapp, tiny_exper
     loss.render_snapshot(c.snapshot, force=True)
     assert len(loss.curves["loss"][0].xData) == 3
     c.shutdown()
+
+
+def test_hand_steps_then_a_pause_fit_the_step_axis(qtbot, window, controller):
+    loss = window.views["loss"]
+    for _ in range(13):
+        QTest.keyClick(window.canvas, Qt.Key.Key_Right)
+    assert controller.sim.step_count == 13
+    qtbot.waitUntil(lambda: loss.loss_plot.getViewBox().viewRange()[0][1] == 13, timeout=5000)

@@ -284,7 +284,7 @@ class GradientFlowView(Panel):
         if self.mode != "delta":
             text = "prediction shown for ||\u03b4|| only"
         elif notes > 0:
-            text += f"  (+{notes} note{'s' if notes > 1 else ''}; hover for details)"
+            text += f"  (+{notes} note{'s' if notes > 1 else ''})"
         if self.mode == "delta" and pred is None and mf is not None:
             text = "no prediction: the output layer's ||\u03b4|| is zero or not measured"
         if self._caveat.text() != text:
