@@ -111,12 +111,18 @@ def _remedies(spec: NetworkSpec, keys, training=None) -> tuple[Remedy, ...]:
 def _vanishing_keys(spec: NetworkSpec) -> list[str]:
     """What brings a vanishing gradient back, as measured by the remedy suite: on a
     rectifier stack batch norm alone does not reliably, so it is left out there."""
-    keys = ["relu", "he_init", "residual", "lecun_selu"]
+    rectifiers = any(h.activation in _RELU_FAMILY for h in spec.hidden)
     if spec.skips:
-        # identity skips add up layer outputs: with ReLU or SELU at full scale the sum
-        # grows without bound (a remedy run diverged that way)
+        # identity skips add up the layer outputs: with ReLU or SELU at full scale the
+        # sum grows without bound (a remedy run diverged that way)
         keys = ["residual"]
-    if not any(h.activation in _RELU_FAMILY for h in spec.hidden):
+    elif rectifiers:
+        # a rectifier stack needs its weight scale fixed; skips around every ReLU layer
+        # make the sum grow until it overflows, and batch norm alone is unreliable here
+        return ["he_init", "lecun_selu"]
+    else:
+        keys = ["relu", "residual", "lecun_selu"]
+    if not rectifiers:
         keys.append("batchnorm")
     return keys
 

@@ -158,7 +158,7 @@ def test_planned_changes_match_what_apply_does():
 
 def test_revive_brings_a_dead_network_back():
     sim = _sim("dying_relu")
-    sim.run(300, snapshot=False)
+    sim.run(2000, snapshot=False)
     found = diagnose(sim.spec, sim.snapshot(), sim.history, sim.training)
     assert found[0].kind == "dead_network"
     assert [r.key for r in found[0].remedies] == ["revive", "leaky_revive", "lecun_selu"]
