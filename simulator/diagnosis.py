@@ -57,7 +57,8 @@ EXPLODING_GROWTH = 10.0
 # a delta or weight-gradient norm this large is exploding whatever the ratio
 ENORMOUS_NORM = 1e6
 # A layer with more than DEAD_FRACTION of its units off for the whole batch.
-# It is "dying" when that fraction rose by at least DYING_RISE since the start.
+# Units are "dying" when the fraction off, averaged over the layers, rose by at
+# least DYING_RISE since the start.
 DEAD_FRACTION = 0.4
 DEAD_CRITICAL = 0.8
 DYING_RISE = 0.2
@@ -79,7 +80,7 @@ HOLD_FRACTION = 0.1
 STALL_WINDOW = 200
 STALL_MIN_DROP = 0.01
 STALL_LOSS_FLOOR = 0.01
-STALL_RISE = 0.05  # a relative rise beyond this is reported as "rising"
+STALL_RISE = 0.2  # a relative rise beyond this (mini-batch noise is smaller) is "rising"
 STALL_SPIKE = 3.0  # a loss this many times the window's median counts as a spike
 # Update-to-weight ratio per step: around 1e-3 is the usual healthy range.
 SMALL_UPDATE_RATIO = 1e-4
@@ -519,8 +520,12 @@ def _dead(spec, m: _Measures, training):
     base = m.base_dead
     dying = []
     if base is not None:
-        dying = [i for i in bad
-                 if math.isfinite(base[i]) and dead[i] - base[i] >= DYING_RISE - hold]
+        # network-wide: in a narrow layer a few units switch on and off with the batch,
+        # so one layer's count alone would call healthy training "dying"
+        both = ok & np.isfinite(base)
+        rise = float(np.mean(dead[both] - base[both])) if both.any() else 0.0
+        if rise >= DYING_RISE - hold:
+            dying = [i for i in bad if math.isfinite(base[i]) and dead[i] > base[i]]
     if dying:
         dying.sort(key=lambda i: -(dead[i] - base[i]))
         named = [f"layer {i + 1}: {_pct(base[i])} at the start, {_pct(dead[i])} now"
