@@ -271,3 +271,71 @@ def apply_remedy(sim, key: str) -> list[str]:
     if new_training != training:
         sim.set_training(new_training)
     return changes
+
+
+# -- "faster hardware": what more steps per second would buy ---------------------------
+
+HARDWARE_SPEEDUPS = (1.0, 10.0, 1000.0)
+HARDWARE_TARGET_CHANGE = 0.1  # "the layer's weights change by 10 %"
+_SECONDS_PER_YEAR = 365.25 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class HardwareOutlook:
+    """How long the lowest layer takes to change by ``target`` at each speed-up."""
+
+    layer: int
+    update_ratio: float  # ||step|| / ||W|| per step of that layer
+    steps_per_second: float  # measured on this machine
+    target: float
+    steps: float  # steps needed, at best (every step in the same direction)
+    seconds: tuple[float, ...]  # one per speed-up
+    speedups: tuple[float, ...]
+
+    @property
+    def text(self) -> str:
+        parts = [
+            f"Faster hardware does not change the gradient; it only buys more steps. Layer "
+            f"{self.layer}'s weights change by {_short_num(self.update_ratio)} of their size "
+            f"per step, so a {self.target:.0%} change takes at least "
+            f"{_short_num(self.steps)} steps (if every step pointed the same way)."
+        ]
+        times = [f"{_duration(t)} {'here' if s == 1 else f'on hardware {s:g}x faster'}"
+                 for s, t in zip(self.speedups, self.seconds, strict=True)]
+        parts.append(f"At {_short_num(self.steps_per_second)} steps per second that is "
+                     + ", ".join(times) + ".")
+        if self.seconds[-1] > _SECONDS_PER_YEAR:
+            parts.append("No hardware closes a gap this wide: fix the gradient instead.")
+        elif self.seconds[0] < 60:
+            parts.append("That is within reach: fast mode is the way to try brute force here.")
+        else:
+            parts.append("Fast mode is the way to try brute force here; a remedy that fixes "
+                         "the gradient is quicker.")
+        return " ".join(parts)
+
+
+def hardware_outlook(update_ratio: float, steps_per_second: float, layer: int = 1,
+                     target: float = HARDWARE_TARGET_CHANGE,
+                     speedups=HARDWARE_SPEEDUPS) -> HardwareOutlook | None:
+    """The honest "faster hardware" remedy, from a layer's measured update ratio and
+    this machine's measured training speed. None when either is not measured."""
+    if not (update_ratio > 0 and steps_per_second > 0):  # also rejects NaN
+        return None
+    steps = target / update_ratio
+    seconds = tuple(steps / (steps_per_second * s) for s in speedups)
+    return HardwareOutlook(layer, float(update_ratio), float(steps_per_second), target,
+                           steps, seconds, tuple(float(s) for s in speedups))
+
+
+def _short_num(x: float) -> str:
+    if x == 0 or 1e-2 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.1e}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", _SECONDS_PER_YEAR), ("days", 86400.0), ("hours", 3600.0),
+                       ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{_short_num(seconds / size)} {unit}"
+    return f"{_short_num(seconds)} s"
