@@ -180,22 +180,46 @@ def saturated_fraction(spec: NetworkSpec, snapshot: Snapshot) -> np.ndarray:
     if len(acts) < depth:
         return out
     measured = _values(snapshot.saturated_fraction, depth + 1)
+    # one vectorized pass per activation over all its layers (a 100-layer net in the
+    # frame budget): the layers' units side by side, then a count per layer
+    groups: dict[tuple[str, int], list[int]] = {}
     for i, layer in enumerate(spec.hidden):
         # the core marks a layer whose forward pass has run with a finite fraction
-        if layer.activation not in _MAX_SLOPE or not math.isfinite(measured[i]):
-            continue
-        a = np.asarray(acts[i], dtype=np.float64)
-        if a.ndim != 2 or a.size == 0 or not np.isfinite(a).all():
-            continue
-        if layer.activation == "sigmoid":
+        if (layer.activation in _MAX_SLOPE and math.isfinite(measured[i])
+                and np.ndim(acts[i]) == 2 and np.size(acts[i])):
+            groups.setdefault((layer.activation, np.shape(acts[i])[0]), []).append(i)
+    for (name, _), idx in groups.items():
+        max_slope = _MAX_SLOPE[name]
+        a = np.concatenate([np.asarray(acts[i], dtype=np.float64) for i in idx], axis=1)
+        if name == "sigmoid":
             slope = a * (1.0 - a)
-        elif layer.activation == "tanh":
+        elif name == "tanh":
             slope = 1.0 - a * a
         else:  # softsign: phi' = (1 - |phi|)^2
             slope = (1.0 - np.abs(a)) ** 2
-        mean_slope = slope.mean(axis=0) / _MAX_SLOPE[layer.activation]
-        out[i] = float(np.mean(mean_slope < SATURATION_SLOPE))
+        flat = (slope.mean(axis=0) / max_slope < SATURATION_SLOPE).astype(np.float64)
+        flat[~np.isfinite(a).all(axis=0)] = np.nan
+        widths = np.array([np.shape(acts[i])[1] for i in idx])
+        starts = np.concatenate(([0], np.cumsum(widths)[:-1]))
+        out[idx] = np.add.reduceat(flat, starts) / widths
     return out
+
+
+def _rows(history: History, column: int, first: int, count: int) -> np.ndarray:
+    """Rows ``first .. first + count`` (oldest first) of one history column.
+
+    History only hands out whole columns (a copy of every stored step); the
+    diagnosis needs a few rows of a ring that holds thousands, inside the frame
+    budget, so it reads the ring directly and falls back on the public copy.
+    """
+    layers, nxt = getattr(history, "_layers", None), getattr(history, "_next", None)
+    if not isinstance(layers, np.ndarray) or not isinstance(nxt, int):
+        return history.layer_series(column)[first:first + count]
+    n = len(history)
+    first, stop = max(0, first), min(n, first + count)
+    oldest = (nxt - n) % history.capacity
+    idx = (oldest + np.arange(first, stop)) % history.capacity
+    return layers[idx, :, column]
 
 
 @dataclass
@@ -219,7 +243,7 @@ def _recent(history: History | None, n: int, column: int, step: int) -> np.ndarr
     if history is None or len(history) == 0 or history.n_layers != n:
         return None
     steps = history.steps()[-WINDOW:]
-    rows = history.layer_series(column)[-WINDOW:].astype(np.float64)
+    rows = _rows(history, column, len(history) - WINDOW, WINDOW).astype(np.float64)
     rows = rows[(steps > step - WINDOW - 1) & (steps <= step)]
     return rows if len(rows) else None
 
@@ -319,14 +343,16 @@ def _history_ratio(history: History | None, k: int, n: int, before_step: int):
     """(step, ||delta_k|| / ||delta_out||) at the earliest recorded step, or None."""
     if history is None or len(history) == 0 or history.n_layers != n:
         return None
-    deltas = history.layer_series(HIST_DELTA).astype(np.float64)
     steps = history.steps()
-    for row, step in zip(deltas, steps, strict=True):
-        if not math.isfinite(step) or step >= before_step - WINDOW:
-            continue
-        low, out = row[k - 1], row[-1]
-        if math.isfinite(low) and math.isfinite(out) and out > 0:
-            return int(step), low / out
+    early = np.flatnonzero(np.isfinite(steps) & (steps < before_step - WINDOW))
+    # the earliest recorded rows, a few at a time, until one has both numbers
+    for start in range(0, len(early), WINDOW):
+        chunk = early[start:start + WINDOW]
+        rows = _rows(history, HIST_DELTA, int(chunk[0]), int(chunk[-1] - chunk[0] + 1))
+        for i, row in zip(chunk, rows[chunk - chunk[0]], strict=True):
+            low, out = float(row[k - 1]), float(row[-1])
+            if math.isfinite(low) and math.isfinite(out) and out > 0:
+                return int(steps[i]), low / out
     return None
 
 
