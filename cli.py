@@ -409,3 +409,9 @@ try:
     SUBCOMMANDS["export"] = _export_subcommand()
 except ImportError:  # a copy of the program without ui/: no export command
     pass
+
+# -- sweep, sweep-plot (issue 11): defined in cli_sweep.py, which imports this module's
+# Subcommand and CommandError, hence the import at the end.
+from cli_sweep import SUBCOMMANDS as _SWEEP_SUBCOMMANDS  # noqa: E402
+
+SUBCOMMANDS.update(_SWEEP_SUBCOMMANDS)

@@ -413,6 +413,10 @@ class MainWindow(QMainWindow):
         run.setObjectName("menu_run")
         for action in self.playback_actions.values():
             run.addAction(action)
+        from ui.views.sweep import add_sweep_action  # issue 11: Run > Sweep…
+
+        run.addSeparator()
+        self.action_sweep = add_sweep_action(self, run)
 
         view = bar.addMenu("&View")
         view.setObjectName("menu_view")
