@@ -6,7 +6,7 @@ elementwise through the activation's derivative (the *local factor*), then,
 with batch norm, through its backward (the *norm factor*). The plot shows the
 factors of every hidden layer on a log axis with 1 marked, so "sigmoid's phi'
 is at most 1/4" and "He init keeps the weight factor near sqrt(2)" can be read
-off. Below it, one layer's product is written out with a bar per term: during a
+off. Above it, one layer's product is written out with a bar per term: during a
 micro-stepped backward pass, the layer being computed; otherwise the selected
 layer (or layer 1). Every number comes from the Snapshot (simulator/kernels.py
 computes them in the backward step itself).
@@ -20,7 +20,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from simulator.factors import ACTIVATION_WORDS, format_factor
 
@@ -155,13 +163,21 @@ class FactorsView(Panel):
         inner = QVBoxLayout(page)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.setSpacing(2)
-        inner.addWidget(self.key)
-        inner.addWidget(self.plot, 1)
+        # the product first: in a short panel it is what stays in view
         inner.addWidget(self.title)
         inner.addLayout(grid)
         inner.addWidget(C.QuietBox(self.note))
-        self._stack_page(page)
-        self.setMinimumSize(260, 260)
+        inner.addWidget(self.key)
+        inner.addWidget(self.plot, 1)
+        self.plot.setMinimumHeight(90)
+        # on a small screen the panel scrolls rather than make the window taller
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(page)
+        self._stack_page(scroll)
+        self.setMinimumSize(220, 120)
         self._subscribe(controller, throttled=False,
                         extra=((controller.selection_changed, self._on_selection_changed),))
         self.render_snapshot(controller.snapshot)
