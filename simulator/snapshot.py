@@ -274,6 +274,13 @@ class History:
         entry ``start`` on (a view that kept the older entries reads only the new ones)."""
         return self._layers[self._order()[start:], :, column]
 
+    def rows(self, column: int, first: int, count: int) -> np.ndarray:
+        """Entries ``first .. first + count`` (oldest first, clipped to what is stored) of
+        one HIST_* column: (rows, n_layers). Reads only those rows, so a caller that needs
+        a few recent steps (the diagnosis) does not copy the whole history."""
+        first = max(0, int(first))
+        return self._layers[self._order()[first:first + max(0, int(count))], :, column]
+
     def clear(self) -> None:
         self._layers[:] = np.nan
         self._scalars[:] = np.nan

@@ -204,7 +204,7 @@ def test_save_then_open_as_one_file_keeps_both_sides(qtbot, main_window, compare
     w = main_window.compare_windows[-1]
     c, c0 = w.driver.comparison, compare.driver.comparison
     assert c.a.experiment == c0.a.experiment and c.b.experiment == c0.b.experiment
-    assert w.label.text() == compare.label.text() == "B: relu; pretrained"
+    assert w.label.text() == compare.label.text() == "B: relu; He init; pretrained"
     assert np.array_equal(c.b.network.params_flat, c0.b.network.params_flat)
     w.close()
 
