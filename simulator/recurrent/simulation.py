@@ -112,6 +112,7 @@ class RecurrentSnapshot:
     cell_grad_norms: np.ndarray | None  # ||dL/dc_t|| (LSTMs)
     hidden_norms: np.ndarray  # ||h_t|| over the batch
     forget_mean: np.ndarray | None  # mean forget gate f_t (1 for lstm_no_forget)
+    first_input: np.ndarray  # (T, input_dim): the first sequence of the current batch
     divergence: DivergenceReport | None = None
 
     @property
@@ -189,6 +190,7 @@ class RecurrentSimulation:
         self.divergence: DivergenceReport | None = None
         self.history.clear()
         self._idx = self._take_batch()
+        self._shown_row = int(self._idx[0])  # the sequence the snapshot's inputs show
         return self.snapshot()
 
     def _take_batch(self) -> np.ndarray:
@@ -236,6 +238,7 @@ class RecurrentSimulation:
         if phase == "forward":
             if t == 1:
                 RK.load_sequences(self._X, self._idx, net.Xt)
+                self._shown_row = int(self._idx[0])
                 self._hnorm[:] = np.nan
                 self._cnorm[:] = np.nan
             if not RK.forward_step(net.cell_code, t, net.lay, net.params_flat, net.Xt, net.Hs,
@@ -333,6 +336,7 @@ class RecurrentSimulation:
                 net.dgx, net.dgh, net.out, net.delta, net.spec.output_dim, net.loss_code, opt,
                 net.hnorm, net.cnorm, self._res, hist)
             if done:
+                self._shown_row = int(batches[min(done, chunk - 1)][0])
                 rows = np.full((done, 8), np.nan)
                 rows[:, 0] = self.step_count + 1 + np.arange(done)
                 rows[:, 1] = hist[:done, 0]
@@ -415,4 +419,4 @@ class RecurrentSimulation:
             grad_norm=self._grad_norm, hidden_grad_norms=_frozen(self._hnorm),
             cell_grad_norms=_frozen(self._cnorm) if lstm else None,
             hidden_norms=_frozen(hidden_norms), forget_mean=_frozen(forget),
-            divergence=self.divergence)
+            first_input=_frozen(self._X[self._shown_row]), divergence=self.divergence)
