@@ -45,6 +45,7 @@ CELL_TITLES = {"rnn": "tanh RNN", "lstm": "LSTM", "lstm_no_forget": "LSTM, no fo
                "gru": "GRU"}
 PLAY_TIME_STEPS = 250  # per cell and turn while playing: 5 iterations at lag 50
 PULSE_SECONDS = 1.2  # the backward pulse crosses the whole sequence in this time
+FRAME_MS = 40
 MAX_PLAY_LAG = 500
 
 
@@ -185,6 +186,19 @@ class ThroughTimeController(QObject):
             self._thread.join()
 
 
+_brush_table: list = []
+
+
+def _BRUSHES() -> np.ndarray:
+    """256 brushes of the colour map, then neutral, marked input, plain input (made once)."""
+    if not _brush_table:
+        lut = C.lut256()
+        table = [pg.mkBrush(*lut[k]) for k in range(256)]
+        table += [pg.mkBrush(C.NEUTRAL), pg.mkBrush(C.PREDICTION), pg.mkBrush(C.MUTED)]
+        _brush_table.append(np.array(table, dtype=object))
+    return _brush_table[0]
+
+
 def _log10(values: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log10(np.asarray(values, np.float64))
@@ -297,21 +311,18 @@ class CellColumn(QWidget):
         heights = np.maximum(heights, 0.0)
 
         # the unrolled sequence: states coloured by the error that reached them
-        lut = C.lut256()
         span = max(top - 0.5 - floor, 1.0)
         level = np.clip(((np.where(np.isfinite(lg), lg, floor) - floor) / span) * 255, 0,
                         255).astype(int)
-        brushes = [pg.mkBrush(*lut[k]) if v else pg.mkBrush(C.NEUTRAL)
-                   for k, v in zip(level, visible, strict=True)]
-        self.states.setData(t, np.zeros(T), brush=brushes)
+        level[~visible] = 256  # the neutral brush
+        self.states.setData(t, np.zeros(T), brush=_BRUSHES()[level])
         x_in = snap.first_input
         marked = np.zeros(T, bool)
         if x_in.shape[1] == 2:  # adding problem: the marker channel
             marked = x_in[:, 1] > 0.5
         elif x_in.shape[1] > 2 and snap.cell:  # marked recall: the last channel
             marked = x_in[:, -1] > 0.5
-        self.inputs.setData(t, np.full(T, -1.0), brush=[
-            pg.mkBrush(C.PREDICTION) if m else pg.mkBrush(C.MUTED) for m in marked])
+        self.inputs.setData(t, np.full(T, -1.0), brush=_BRUSHES()[np.where(marked, 257, 258)])
         if snap.phase in ("forward", "backward") and snap.time_step > 0:
             color = C.FORWARD if snap.phase == "forward" else C.BACKWARD
             self.pulse.setData([snap.time_step], [0.0], pen=C.cosmetic_pen(color, 2.5))
@@ -400,8 +411,12 @@ class ThroughTimeWindow(QWidget):
 
         self._pulse: float | None = None
         self._pulse_start = 0.0
+        self._dirty = False
+        # the one clock of the window: it re-arms itself after each frame, so frames never
+        # pile up however long a draw takes
         self._pulse_timer = QTimer(self)
-        self._pulse_timer.setInterval(30)
+        self._pulse_timer.setSingleShot(True)
+        self._pulse_timer.setInterval(FRAME_MS)
         self._pulse_timer.timeout.connect(self._on_pulse_tick)
 
         c.compiling_changed.connect(self._on_compiling_changed)
@@ -487,7 +502,12 @@ class ThroughTimeWindow(QWidget):
             else f"baseline {task.baseline:.3g} (guessing)")
 
     def _on_snapshots_changed(self, snaps: dict) -> None:
-        self._draw(snaps)
+        if self.controller.playing or self._pulse is not None:
+            self._dirty = True  # the frame clock draws the newest snapshots
+            if not self._pulse_timer.isActive():
+                self._pulse_timer.start()
+        else:
+            self._draw(snaps)  # a user's click: draw at once
 
     @staticmethod
     def shared_range(snaps: dict) -> tuple[float, float]:
@@ -526,17 +546,18 @@ class ThroughTimeWindow(QWidget):
     def _on_pulse_tick(self) -> None:
         T = self.controller.experiment.task.lag
         frac = (time.monotonic() - self._pulse_start) / PULSE_SECONDS
-        if frac >= 1.0:
+        if self._pulse is not None and frac >= 1.0:
             if self.controller.playing:
                 self._pulse_start = time.monotonic()
                 frac = 0.0
             else:
                 self._pulse = None
-                self._pulse_timer.stop()
-                self._draw(self.controller.snapshots)
-                return
-        self._pulse = (T + 1.0) - frac * T
+        if self._pulse is not None:
+            self._pulse = (T + 1.0) - frac * T
+        self._dirty = False
         self._draw(self.controller.snapshots)
+        if self._pulse is not None or self.controller.playing:
+            self._pulse_timer.start()
 
     @property
     def pulse_position(self) -> float | None:
