@@ -46,7 +46,6 @@ def backward_step(cell, p, x, hp, cp, cache, dh, dc):
     """From dL/dh_t (total) and the cell-path error dc from t+1: the parameter
     gradients of this step, dL/dh_{t-1} (through this step), the cell-path error
     for t-1 and dL/dc_t (total, LSTMs; None otherwise)."""
-    H = hp.shape[1]
     if cell == "rnn":
         dgx = dh * (1 - cache["h"] ** 2)
         dgh = dgx
