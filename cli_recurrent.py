@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from simulator.experiment import ExperimentError
+from simulator.recurrent.diagnosis import diagnose
 from simulator.recurrent.experiment import (
     RecurrentExperiment,
     is_recurrent,
@@ -76,6 +77,10 @@ def report(experiment: RecurrentExperiment, source: dict, steps: int) -> dict:
             "hidden_grad_norms": s.hidden_grad_norms.tolist(),
             "cell_grad_norms": None if s.cell_grad_norms is None else s.cell_grad_norms.tolist(),
             "forget_mean": None if s.forget_mean is None else s.forget_mean.tolist(),
+            "findings": [{"kind": f.kind, "severity": f.severity, "title": f.title,
+                          "detail": f.detail,
+                          "remedies": [{"key": r.key, "label": r.label} for r in f.remedies]}
+                         for f in diagnose(experiment, s)],
             "divergence": None if div is None else {
                 "step": div.step, "phase": div.phase, "time_step": div.layer,
                 "quantity": div.quantity, "message": div.message}})
@@ -134,8 +139,13 @@ def format_report(rep: dict) -> str:
     if every > 1:
         lines.append(f"(every {every}th time step shown)")
     for c in rep["cells"]:
-        if c["divergence"] is not None:
-            lines += ["", f"{c['cell']}: {c['divergence']['message']}"]
+        if c["findings"]:
+            lines += ["", f"Diagnosis, {c['cell']}:"]
+        for f in c["findings"]:
+            lines.append(f"  [{f['severity']}] {f['title']}")
+            lines.append(f"      {f['detail']}")
+            for r in f["remedies"]:
+                lines.append(f"      try: {r['label']}")
     return "\n".join(lines)
 
 def _table(rows: list[list[str]]) -> list[str]:

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from simulator.recurrent.diagnosis import diagnose
 from simulator.recurrent.experiment import list_recurrent_presets, load_recurrent_preset
 from simulator.recurrent.simulation import RecurrentSimulation
 from simulator.recurrent.tasks import MAX_LAG
@@ -218,8 +219,12 @@ class CellColumn(QWidget):
         self.numbers = QLabel()
         self.numbers.setStyleSheet(f"color: {C.MUTED};")
         self.numbers.setWordWrap(True)
+        self.diagnosis = QLabel()
+        self.diagnosis.setWordWrap(True)
+        self.diagnosis.setStyleSheet(f"color: {C.SEVERITY['warning']};")
         lay.addWidget(self.title)
         lay.addWidget(self.numbers)
+        lay.addWidget(self.diagnosis)
 
         self.canvas = pg.PlotWidget()
         self.canvas.setBackground(C.PANEL)
@@ -256,6 +261,7 @@ class CellColumn(QWidget):
         lay.addWidget(self.bars_plot, 1)
         self._T = -1
         self.snapshot = None
+        self.diagnosed = None  # the snapshot the findings belong to
         self.shown_heights = np.zeros(0)  # log10 ||dL/dh_t|| drawn, NaN where hidden
 
     def _layout(self, T: int) -> None:
@@ -272,6 +278,18 @@ class CellColumn(QWidget):
         self.canvas.setYRange(-1.6, 0.6, padding=0)
         self.bars_plot.setXRange(0.3, T + 0.7, padding=0)
         self._T = T
+
+    def show_findings(self, findings) -> None:
+        """The most severe finding and what to try, in one or two lines."""
+        if not findings:
+            self.diagnosis.setText("")
+            return
+        order = {"critical": 0, "warning": 1, "info": 2}
+        f = min(findings, key=lambda f: order.get(f.severity, 3))
+        tries = "; ".join(r.label for r in f.remedies)
+        self.diagnosis.setStyleSheet(f"color: {C.SEVERITY.get(f.severity, C.MUTED)};")
+        self.diagnosis.setText(f.title + (f". Try: {tries}" if tries else f". {f.detail}"))
+        self.diagnosis.setToolTip(f.detail)
 
     def render(self, snap, pulse: float | None, yrange: tuple[float, float]) -> None:
         """Draw ``snap``; bars from the pulse's position to T; ``yrange`` (log10) is shared
@@ -533,6 +551,9 @@ class ThroughTimeWindow(QWidget):
             if col is not None:
                 col.render(snap, None if snap.phase in ("forward", "backward", "loss")
                            else pulse, yrange)
+                if snap is not col.diagnosed:
+                    col.diagnosed = snap
+                    col.show_findings(diagnose(self.controller.experiment, snap))
         for cell, (steps, y) in self.controller.curves.items():
             if cell in self.curves:
                 self.curves[cell].setData(steps, y)
