@@ -370,6 +370,17 @@ class RecurrentSimulation:
         n = X.shape[0]
         if n == 0:
             return float("nan"), float("nan")
+        # the training batch's states stay what snapshots show
+        saved = [a.copy() for a in (net.Xt, net.Hs, net.Cs, net.A, net.Hn)]
+        try:
+            return self._evaluate_chunks(X, labels, targets)
+        finally:
+            for dst, src in zip((net.Xt, net.Hs, net.Cs, net.A, net.Hn), saved, strict=True):
+                dst[...] = src
+
+    def _evaluate_chunks(self, X, labels, targets) -> tuple[float, float]:
+        net = self.network
+        n = X.shape[0]
         B = self.batch_size
         O = net.spec.output_dim
         total = 0.0

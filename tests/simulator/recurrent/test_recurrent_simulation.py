@@ -149,3 +149,18 @@ def test_presets_load():
         assert desc and exp.task.lag >= 2
     with pytest.raises(ExperimentError, match="no through-time preset"):
         load_recurrent_preset("nope")
+
+
+def test_evaluation_leaves_the_training_batch_in_the_snapshot():
+    sim = RecurrentSimulation(_exp("lstm"), eval_every=1)
+    for _ in range(sim.lag + 1):
+        sim.micro_step()
+    before = sim.snapshot()
+    sim.evaluate()
+    after = sim.snapshot()
+    np.testing.assert_array_equal(before.hidden_norms, after.hidden_norms)
+    np.testing.assert_array_equal(before.forget_mean, after.forget_mean)
+    sim.step()  # and the iteration finishes as if nothing had happened
+    twin = RecurrentSimulation(_exp("lstm"), eval_every=1)
+    twin.run(1)
+    np.testing.assert_allclose(sim.network.params_flat, twin.network.params_flat, rtol=1e-12)
