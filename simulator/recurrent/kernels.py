@@ -69,10 +69,18 @@ def forward_step(cell, t, lay, params, Xt, Hs, Cs, A, Hn, O):
     H = Hs.shape[2]
     G = GATES[cell]
     wih, whh, bih, bhh, _, _ = _blocks(lay, params, G, H, I, O)
-    x = Xt[t - 1]
+    gx = np.dot(Xt[t - 1], wih.T)
+    gh = np.dot(Hs[t - 1], whh.T)
+    return cell_forward(cell, t, gx, gh, bih, bhh, Hs, Cs, A, Hn)
+
+
+@_kernel
+def cell_forward(cell, t, gx, gh, bih, bhh, Hs, Cs, A, Hn):
+    """The elementwise part of forward step t, given the input projection gx = x_t W_ih^T
+    and the recurrent one gh = h_{t-1} W_hh^T (B, G*H) without biases."""
+    B = gx.shape[0]
+    H = Hs.shape[2]
     hp = Hs[t - 1]
-    gx = np.dot(x, wih.T)
-    gh = np.dot(hp, whh.T)
     a = A[t - 1]
     h = Hs[t]
     s = 0.0
@@ -270,25 +278,40 @@ def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
 @_kernel
 def backward_step(cell, t, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O):
     """Backward through time step t (T..1): dh holds dL/dh_t on entry and dL/dh_{t-1}
-    on exit, dc the cell-path error likewise; the weight gradients accumulate.
+    on exit, dc the cell-path error likewise; the weight gradients of step t accumulate
+    (dgx, dgh: (T, B, G*H), the gate errors of every step).
     Returns (||dL/dh_t||, ||dL/dc_t||, finite)."""
     T, B, I = Xt.shape
     H = Hs.shape[2]
     G = GATES[cell]
-    wih, whh, _, _, _, _ = _blocks(lay, params, G, H, I, O)
     gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
-    hp = Hs[t - 1]
-    sh, sc = cell_step_backward(cell, hp, Cs[t - 1], Cs[t], Hs[t], A[t - 1], Hn[t - 1], dh, dc,
-                                dgx, dgh)
+    nh, nc, ok = backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O)
     x = Xt[t - 1]
-    gwih += np.dot(dgx.T, x)
-    gwhh += np.dot(dgh.T, hp)
+    gx = dgx[t - 1]
+    gh = dgh[t - 1]
+    gwih += np.dot(gx.T, x)
+    gwhh += np.dot(gh.T, Hs[t - 1])
     GH = G * H
     for b in range(B):
         for j in range(GH):
-            gbih[j] += dgx[b, j]
-            gbhh[j] += dgh[b, j]
-    dh += np.dot(dgh, whh)
+            gbih[j] += gx[b, j]
+            gbhh[j] += gh[b, j]
+    return nh, nc, ok
+
+
+@_kernel
+def backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O):
+    """The part of backward step t that the next one waits for: the gate errors of step t
+    into dgx[t-1], dgh[t-1], and dh <- dL/dh_{t-1}, dc <- the cell-path error for t-1.
+    Returns (||dL/dh_t||, ||dL/dc_t||, finite)."""
+    T, B, I = Xt.shape
+    H = Hs.shape[2]
+    G = GATES[cell]
+    _, whh, _, _, _, _ = _blocks(lay, params, G, H, I, O)
+    gh = dgh[t - 1]
+    sh, sc = cell_step_backward(cell, Hs[t - 1], Cs[t - 1], Cs[t], Hs[t], A[t - 1], Hn[t - 1], dh,
+                                dc, dgx[t - 1], gh)
+    dh += np.dot(gh, whh)
     return math.sqrt(sh), math.sqrt(sc), math.isfinite(sh + sc)
 
 
@@ -307,9 +330,15 @@ def load_sequences(X, idx, Xt):
 @_kernel
 def forward_all(cell, lay, params, Xt, Hs, Cs, A, Hn, O):
     """Every forward step; returns 0 or the first time step whose state is not finite."""
-    T = Xt.shape[0]
+    T, B, I = Xt.shape
+    H = Hs.shape[2]
+    G = GATES[cell]
+    wih, whh, bih, bhh, _, _ = _blocks(lay, params, G, H, I, O)
+    # every step's input projection in one product; only h_{t-1} W_hh^T must wait for t-1
+    GX = np.dot(Xt.reshape((T * B, I)), wih.T)
     for t in range(1, T + 1):
-        if not forward_step(cell, t, lay, params, Xt, Hs, Cs, A, Hn, O):
+        gh = np.dot(Hs[t - 1], whh.T)
+        if not cell_forward(cell, t, GX[(t - 1) * B:t * B], gh, bih, bhh, Hs, Cs, A, Hn):
             return t
     return 0
 
@@ -321,14 +350,29 @@ def backward_all(cell, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
     ||dL/dc_t||. Returns 0 or the first time step whose error is not finite."""
     T, B, I = Xt.shape
     H = Hs.shape[2]
-    zero_recurrent_grads(lay, grads, GATES[cell], H, I)
+    G = GATES[cell]
+    GH = G * H
     for t in range(T, 0, -1):
-        nh, nc, ok = backward_step(cell, t, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx,
-                                   dgh, O)
+        nh, nc, ok = backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx,
+                                      dgh, O)
         hnorm[t - 1] = nh
         cnorm[t - 1] = nc
         if not ok:
             return t
+    # the weight gradients of all steps at once: sum_t dgx_t^T x_t is one product over
+    # the T * B rows (the same sums backward_step accumulates step by step)
+    gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
+    DX = dgx.reshape((T * B, GH))
+    DH = dgh.reshape((T * B, GH))
+    gwih[:, :] = np.dot(DX.T, Xt.reshape((T * B, I)))
+    gwhh[:, :] = np.dot(DH.T, Hs[:T].reshape((T * B, H)))
+    for j in range(GH):
+        gbih[j] = 0.0
+        gbhh[j] = 0.0
+    for r in range(T * B):
+        for j in range(GH):
+            gbih[j] += DX[r, j]
+            gbhh[j] += DH[r, j]
     return 0
 
 

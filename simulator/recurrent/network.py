@@ -109,8 +109,8 @@ class RecurrentNet:
         self.Hn = np.zeros((T, B, H), d)
         self.dh = np.zeros((B, H), d)
         self.dc = np.zeros((B, H), d)
-        self.dgx = np.zeros((B, GH), d)
-        self.dgh = np.zeros((B, GH), d)
+        self.dgx = np.zeros((T, B, GH), d)  # gate errors of every time step
+        self.dgh = np.zeros((T, B, GH), d)
         self.out = np.zeros((B, O), d)
         self.delta = np.zeros((B, O), d)
         self.hnorm = np.zeros(T)
