@@ -147,6 +147,9 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
                              "of the first batch at initialization, without an update)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON (NaN and Inf become null)")
+    parser.add_argument("--compare", action="store_true",
+                        help="probe a comparison (A and B in lockstep): --preset names a "
+                             "comparison preset, --experiment a comparison file")
 
 
 def _load(args: argparse.Namespace) -> Experiment:
@@ -318,6 +321,10 @@ def _run_probe(args: argparse.Namespace) -> int:
     import cli_recurrent  # through-time presets and files ("mode": "recurrent") go there
     if cli_recurrent.wants_recurrent(args):
         return cli_recurrent.run_probe(args)
+    from cli_compare import maybe_run_probe  # comparisons and pretraining sections
+    handled = maybe_run_probe(args)
+    if handled is not None:
+        return handled
     experiment = _load(args)
     source = ({"preset": args.preset} if args.preset is not None
               else {"file": str(args.experiment)})
@@ -380,3 +387,9 @@ try:
     SUBCOMMANDS["export"] = _export_subcommand()
 except ImportError:  # a copy of the program without ui/: no export command
     pass
+
+# -- sweep, sweep-plot (issue 11): defined in cli_sweep.py, which imports this module's
+# Subcommand and CommandError, hence the import at the end.
+from cli_sweep import SUBCOMMANDS as _SWEEP_SUBCOMMANDS  # noqa: E402
+
+SUBCOMMANDS.update(_SWEEP_SUBCOMMANDS)

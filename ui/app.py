@@ -289,6 +289,9 @@ class MainWindow(QMainWindow):
         from .export import install_export_action  # ui.export builds MainWindows itself
 
         self.exporter = install_export_action(self)
+        from .compare_window import install_compare_actions  # compare mode: its own window
+
+        self.compare_actions = install_compare_actions(self)
 
     # -- construction ---------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
@@ -413,6 +416,10 @@ class MainWindow(QMainWindow):
         run.setObjectName("menu_run")
         for action in self.playback_actions.values():
             run.addAction(action)
+        from ui.views.sweep import add_sweep_action  # issue 11: Run > Sweep…
+
+        run.addSeparator()
+        self.action_sweep = add_sweep_action(self, run)
 
         view = bar.addMenu("&View")
         view.setObjectName("menu_view")
