@@ -222,6 +222,9 @@ class CellColumn(QWidget):
         self.diagnosis = QLabel()
         self.diagnosis.setWordWrap(True)
         self.diagnosis.setStyleSheet(f"color: {C.SEVERITY['warning']};")
+        self.diagnosis.setAlignment(Qt.AlignmentFlag.AlignTop)
+        # the same height in every column, so the canvases and bars line up side by side
+        self.diagnosis.setFixedHeight(3 * self.diagnosis.fontMetrics().lineSpacing() + 4)
         lay.addWidget(self.title)
         lay.addWidget(self.numbers)
         lay.addWidget(self.diagnosis)
