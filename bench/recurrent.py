@@ -216,7 +216,8 @@ def section(results, rounds, calls, exp_ns) -> str:
              f"{DEFAULT_TORCH_THREADS} threads), {rounds} interleaved rounds of "
              f"{calls * STEPS_PER_CALL} steps per implementation. float32, plain SGD with "
              "clipping at norm 1, MSE on the adding problem. Command: "
-             "`OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/recurrent.py`.", "",
+             "`OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/recurrent.py"
+             f"{''.join(' ' + a for a in sys.argv[1:])}`.", "",
              "| cell | hidden, T, batch | core steps/s | torch 1 thread | torch default | "
              "core / torch 1 | core / torch default | target |",
              "|---|---|---|---|---|---|---|---|"]
