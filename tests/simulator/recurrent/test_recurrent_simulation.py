@@ -164,3 +164,17 @@ def test_evaluation_leaves_the_training_batch_in_the_snapshot():
     twin = RecurrentSimulation(_exp("lstm"), eval_every=1)
     twin.run(1)
     np.testing.assert_allclose(sim.network.params_flat, twin.network.params_flat, rtol=1e-12)
+
+
+def test_the_feedforward_start_never_loads_the_recurrent_kernels():
+    """The through-time kernels compile when the mode is first used, never at start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys, simulator, simulator._warmup, cli; "
+            "print(any(m.startswith('simulator.recurrent') for m in sys.modules))")
+    root = __import__("pathlib").Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
