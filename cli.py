@@ -93,9 +93,15 @@ def _one_line(text: str, limit: int = DESCRIPTION_CHARS) -> str:
 def _add_presets_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {key, name, description}")
+    parser.add_argument("--mode", choices=("depth", "time"), default="depth",
+                        help="depth: the feedforward presets (default); time: the through-time "
+                             "(recurrent) presets, which probe accepts the same way")
 
 
 def _run_presets(args: argparse.Namespace) -> int:
+    if getattr(args, "mode", "depth") == "time":
+        import cli_recurrent
+        return cli_recurrent.run_presets(args)
     presets = list_presets()
     if args.json:
         rows = [{"key": k, "name": n, "description": d} for k, n, d in presets]
@@ -370,6 +376,9 @@ def _describe_source(source: dict) -> str:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    import cli_recurrent  # through-time presets and files ("mode": "recurrent") go there
+    if cli_recurrent.wants_recurrent(args):
+        return cli_recurrent.run_probe(args)
     from cli_compare import maybe_run_probe  # comparisons and pretraining sections
     handled = maybe_run_probe(args)
     if handled is not None:

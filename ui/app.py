@@ -530,6 +530,12 @@ class MainWindow(QMainWindow):
         self.action_reset_layout.setObjectName("action_reset_layout")
         self.action_reset_layout.triggered.connect(self.reset_layout)
         view.addAction(self.action_reset_layout)
+        # through time (issue 9): its own window, kernels compiled on first use
+        self.action_through_time = QAction("Through &time: RNN / LSTM / GRU\u2026", self)
+        self.action_through_time.setObjectName("action_through_time")
+        self.action_through_time.triggered.connect(lambda: importlib.import_module(
+            "ui.views.through_time").open_through_time(self))
+        view.addAction(self.action_through_time)
 
         help_menu = bar.addMenu("&Help")
         help_menu.setObjectName("menu_help")

@@ -1,0 +1,607 @@
+"""The through-time window: a plain RNN, an LSTM and a GRU side by side on one task.
+
+Each column shows one cell: the unrolled sequence (inputs below, hidden states
+in a row, the readout at the last step), coloured by ||dL/dh_t||; a backward
+pulse that travels from the last time step to the first; and bars of
+log10 ||dL/dh_t|| against t, with the LSTM's cell path ||dL/dc_t|| beside
+them. Below, the held-out loss (or accuracy) of every cell over training with
+the task's baseline, so one sees which cell bridges the lag.
+
+``ThroughTimeController`` owns the simulations (same task and seed for every
+cell) and trains them in a worker thread (the kernels release the GIL);
+the window only draws the newest snapshots. The recurrent kernels compile the
+first time this window opens, never at program start.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.recurrent.diagnosis import diagnose
+from simulator.recurrent.experiment import list_recurrent_presets, load_recurrent_preset
+from simulator.recurrent.simulation import RecurrentSimulation
+from simulator.recurrent.tasks import MAX_LAG
+
+from . import colors as C
+
+CELL_COLORS = {"rnn": "#ff6b6b", "lstm": "#4fb3ff", "lstm_no_forget": "#b284ff",
+               "gru": "#5dd382"}
+CELL_TITLES = {"rnn": "tanh RNN", "lstm": "LSTM", "lstm_no_forget": "LSTM, no forget gate",
+               "gru": "GRU"}
+PLAY_TIME_STEPS = 250  # per cell and turn while playing: 5 iterations at lag 50
+PULSE_SECONDS = 1.2  # the backward pulse crosses the whole sequence in this time
+FRAME_MS = 40
+MAX_PLAY_LAG = 500
+
+
+class ThroughTimeController(QObject):
+    """Simulations of every compared cell, a worker thread that trains them, signals."""
+
+    compiling_changed = Signal(bool)
+    ready = Signal()
+    snapshots_changed = Signal(dict)  # cell -> RecurrentSnapshot
+    running_changed = Signal(bool)
+    experiment_changed = Signal(object)
+    error = Signal(str)
+
+    def __init__(self, experiment=None, parent=None):
+        super().__init__(parent)
+        self.experiment = experiment or load_recurrent_preset("rnn_vs_lstm_lag50")
+        self.sims: dict[str, RecurrentSimulation] = {}
+        self.snapshots: dict = {}
+        self.curves: dict = {}  # cell -> (steps, held-out loss or accuracy)
+        self._lock = threading.Lock()
+        self._playing = False
+        self._thread: threading.Thread | None = None
+        self.is_ready = False
+
+    # -- building ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Compile (or load) the kernels and build the simulations off the GUI thread."""
+        self.compiling_changed.emit(True)
+
+        def work():
+            try:
+                from simulator.recurrent import warmup
+                warmup(("float32",))
+                sims = {c: RecurrentSimulation(self.experiment.with_cell(c), eval_every=20)
+                        for c in self.experiment.cells}
+            except Exception as e:  # reported in the window, never a traceback
+                self.error.emit(f"could not build the through-time simulations: {e}")
+                return
+            with self._lock:
+                self.sims = sims
+                self.is_ready = True
+            self.compiling_changed.emit(False)
+            self.ready.emit()
+            self._publish()
+
+        self._thread = threading.Thread(target=work, name="through-time-build", daemon=True)
+        self._thread.start()
+
+    def set_experiment(self, experiment) -> None:
+        self.pause()
+        with self._lock:
+            self.experiment = experiment
+            self.sims = {c: RecurrentSimulation(experiment.with_cell(c), eval_every=20)
+                         for c in experiment.cells}
+        self.experiment_changed.emit(experiment)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Snapshots and training curves (copies) for the window, which never takes the
+        lock, so drawing never waits for training."""
+        with self._lock:
+            reg = self.experiment.task.task == "regression"
+            snaps = {c: s.snapshot() for c, s in self.sims.items()}
+            curves = {}
+            for c, sim in self.sims.items():
+                y = sim.history.column("val_loss" if reg else "val_accuracy")
+                ok = np.isfinite(y)
+                curves[c] = (sim.history.column("step")[ok], y[ok])
+        self.snapshots = snaps
+        self.curves = curves
+        self.snapshots_changed.emit(snaps)
+
+    # -- stepping (GUI thread; the kernels of one time step are short) -----------------------
+    def _each(self, fn) -> None:
+        if not self.is_ready or self._playing:
+            return
+        with self._lock:
+            for sim in self.sims.values():
+                fn(sim)
+        self._publish()
+
+    def reset(self) -> None:
+        self.pause()
+        self._each(lambda s: s.reset())
+
+    def micro_step(self) -> None:
+        self._each(lambda s: s.micro_step())
+
+    def step(self) -> None:
+        self._each(lambda s: s.step())
+
+    # -- playing (worker thread) -----------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def toggle_play(self) -> None:
+        self.pause() if self._playing else self.play()
+
+    def play(self) -> None:
+        if self._playing or not self.is_ready:
+            return
+        self._playing = True
+        self.running_changed.emit(True)
+
+        def work():
+            last = 0.0
+            while self._playing:
+                alive = [s for s in list(self.sims.values()) if s.divergence is None]
+                chunk = max(1, PLAY_TIME_STEPS // max(1, self.experiment.task.lag))
+                for sim in alive:
+                    with self._lock:  # one cell at a time: micro-steps never wait long
+                        sim.run(chunk, snapshot=False)
+                if not alive:
+                    break
+                now = time.monotonic()
+                if now - last > 0.05:  # at most 20 redraws a second
+                    self._publish()
+                    last = now
+                time.sleep(0.002)  # let the GUI thread take the lock for drawing
+            self._playing = False
+            self._publish()
+            self.running_changed.emit(False)
+
+        self._thread = threading.Thread(target=work, name="through-time-play", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        if not self._playing:
+            return
+        self._playing = False
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        self.pause()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join()
+
+
+_brush_table: list = []
+
+
+def _BRUSHES() -> np.ndarray:
+    """256 brushes of the colour map, then neutral, marked input, plain input (made once)."""
+    if not _brush_table:
+        lut = C.lut256()
+        table = [pg.mkBrush(*lut[k]) for k in range(256)]
+        table += [pg.mkBrush(C.NEUTRAL), pg.mkBrush(C.PREDICTION), pg.mkBrush(C.MUTED)]
+        _brush_table.append(np.array(table, dtype=object))
+    return _brush_table[0]
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(np.asarray(values, np.float64))
+
+
+class CellColumn(QWidget):
+    """One cell: title and numbers, the unrolled sequence, the per-time-step bars."""
+
+    def __init__(self, cell: str, parent=None):
+        super().__init__(parent)
+        self.cell = cell
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.title = QLabel()
+        self.title.setStyleSheet(f"color: {CELL_COLORS.get(cell, C.FOREGROUND)}; "
+                                 "font-weight: bold;")
+        self.numbers = QLabel()
+        self.numbers.setStyleSheet(f"color: {C.MUTED};")
+        self.numbers.setWordWrap(True)
+        self.diagnosis = QLabel()
+        self.diagnosis.setWordWrap(True)
+        self.diagnosis.setStyleSheet(f"color: {C.SEVERITY['warning']};")
+        self.diagnosis.setAlignment(Qt.AlignmentFlag.AlignTop)
+        # the same height in every column, so the canvases and bars line up side by side
+        self.diagnosis.setFixedHeight(3 * self.diagnosis.fontMetrics().lineSpacing() + 4)
+        lay.addWidget(self.title)
+        lay.addWidget(self.numbers)
+        lay.addWidget(self.diagnosis)
+
+        self.canvas = pg.PlotWidget()
+        self.canvas.setBackground(C.PANEL)
+        self.canvas.hideAxis("left")
+        self.canvas.getAxis("bottom").setLabel("time step t")
+        self.canvas.setMouseEnabled(False, False)
+        self.canvas.setMenuEnabled(False)
+        self.canvas.setFixedHeight(130)
+        self.links = pg.PlotCurveItem(connect="pairs", pen=C.cosmetic_pen(C.GRID, 1.2))
+        self.inputs = pg.ScatterPlotItem(size=6, pen=None)
+        self.states = pg.ScatterPlotItem(size=10, pen=None)
+        self.readout = pg.ScatterPlotItem(size=12, pen=None, brush=pg.mkBrush(C.PREDICTION))
+        self.pulse = pg.ScatterPlotItem(size=20, brush=None)
+        for item in (self.links, self.inputs, self.states, self.readout, self.pulse):
+            self.canvas.addItem(item)
+        lay.addWidget(self.canvas)
+
+        self.bars_plot = pg.PlotWidget()
+        self.bars_plot.setBackground(C.PANEL)
+        self.bars_plot.setMouseEnabled(False, False)
+        self.bars_plot.setMenuEnabled(False)
+        self.bars_plot.getAxis("left").setLabel("log10 ||dL/dh_t||")
+        self.bars_plot.getAxis("bottom").setLabel("time step t")
+        self.bars_h = pg.BarGraphItem(x=[0], height=[0], width=0.8,
+                                      brush=CELL_COLORS.get(cell, C.MEASURED), pen=None)
+        self.bars_c = pg.BarGraphItem(x=[0], height=[0], width=0.4, brush="#ffd166", pen=None)
+        self.bars_plot.addItem(self.bars_h)
+        self.bars_plot.addItem(self.bars_c)
+        self.bars_c.setVisible(False)
+        if cell.startswith("lstm"):
+            self.bars_plot.addLegend(offset=(5, 5))
+            self.bars_plot.plotItem.legend.addItem(self.bars_h, "||dL/dh_t||")
+            self.bars_plot.plotItem.legend.addItem(self.bars_c, "cell path ||dL/dc_t||")
+        lay.addWidget(self.bars_plot, 1)
+        self._T = -1
+        self.snapshot = None
+        self.diagnosed = None  # the snapshot the findings belong to
+        self.shown_heights = np.zeros(0)  # log10 ||dL/dh_t|| drawn, NaN where hidden
+
+    def _layout(self, T: int) -> None:
+        t = np.arange(1, T + 1, dtype=float)
+        x = np.empty(4 * T)
+        y = np.empty(4 * T)
+        x[0::4], y[0::4] = t, -1.0  # x_t -> h_t
+        x[1::4], y[1::4] = t, 0.0
+        x[2::4], y[2::4] = t - 1, 0.0  # h_{t-1} -> h_t
+        x[3::4], y[3::4] = t, 0.0
+        self.links.setData(x, y)
+        self.readout.setData([T + 1], [0.0])
+        self.canvas.setXRange(0, T + 1.5, padding=0.02)
+        self.canvas.setYRange(-1.6, 0.6, padding=0)
+        self.bars_plot.setXRange(0.3, T + 0.7, padding=0)
+        self._T = T
+
+    def show_findings(self, findings) -> None:
+        """The most severe finding and what to try, in one or two lines."""
+        if not findings:
+            self.diagnosis.setText("")
+            return
+        order = {"critical": 0, "warning": 1, "info": 2}
+        f = min(findings, key=lambda f: order.get(f.severity, 3))
+        tries = "; ".join(r.label for r in f.remedies)
+        self.diagnosis.setStyleSheet(f"color: {C.SEVERITY.get(f.severity, C.MUTED)};")
+        self.diagnosis.setText(f.title + (f". Try: {tries}" if tries else f". {f.detail}"))
+        self.diagnosis.setToolTip(f.detail)
+
+    def render(self, snap, pulse: float | None, yrange: tuple[float, float]) -> None:
+        """Draw ``snap``; bars from the pulse's position to T; ``yrange`` (log10) is shared
+        by every column so their bars compare directly."""
+        self.snapshot = snap
+        T = snap.lag
+        if T != self._T:
+            self._layout(T)
+        self.title.setText(f"{CELL_TITLES.get(snap.cell, snap.cell)}  ·  step {snap.step}")
+        ratio = snap.gradient_ratio
+        parts = [f"loss {_num(snap.loss)}", f"held-out {_num(snap.val_loss)}"]
+        if math.isfinite(snap.val_accuracy):
+            parts.append(f"acc {100 * snap.val_accuracy:.0f} %")
+        parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = {_num(ratio)}")
+        text = "   ".join(parts)
+        if snap.divergence is not None:
+            text = snap.divergence.message
+        self.numbers.setText(text)
+
+        t = np.arange(1, T + 1, dtype=float)
+        lg = _log10(snap.hidden_grad_norms)
+        # the pulse reveals the bars from the last time step down to where it has got
+        visible = np.isfinite(lg) & (t >= (pulse if pulse is not None else 0.0))
+        floor, top = yrange
+        lc = _log10(snap.cell_grad_norms) if snap.cell_grad_norms is not None else None
+        heights = np.where(visible, lg - floor, 0.0)
+        self.shown_heights = np.where(visible, lg, np.nan)
+        if lc is not None:
+            self.bars_h.setOpts(x=t - 0.2, height=heights, y0=floor, width=0.4)
+            cv = np.isfinite(lc) & (t >= (pulse if pulse is not None else 0.0))
+            self.bars_c.setOpts(x=t + 0.2, height=np.where(cv, lc - floor, 0.0), y0=floor,
+                                width=0.4)
+            self.bars_c.setVisible(True)
+        else:
+            self.bars_h.setOpts(x=t, height=heights, y0=floor, width=0.8)
+        self.bars_plot.setYRange(floor, top, padding=0)
+        heights = np.maximum(heights, 0.0)
+
+        # the unrolled sequence: states coloured by the error that reached them
+        span = max(top - 0.5 - floor, 1.0)
+        level = np.clip(((np.where(np.isfinite(lg), lg, floor) - floor) / span) * 255, 0,
+                        255).astype(int)
+        level[~visible] = 256  # the neutral brush
+        self.states.setData(t, np.zeros(T), brush=_BRUSHES()[level])
+        x_in = snap.first_input
+        marked = np.zeros(T, bool)
+        if x_in.shape[1] == 2:  # adding problem: the marker channel
+            marked = x_in[:, 1] > 0.5
+        elif x_in.shape[1] > 2 and snap.cell:  # marked recall: the last channel
+            marked = x_in[:, -1] > 0.5
+        self.inputs.setData(t, np.full(T, -1.0), brush=_BRUSHES()[np.where(marked, 257, 258)])
+        if snap.phase in ("forward", "backward") and snap.time_step > 0:
+            color = C.FORWARD if snap.phase == "forward" else C.BACKWARD
+            self.pulse.setData([snap.time_step], [0.0], pen=C.cosmetic_pen(color, 2.5))
+        elif pulse is not None and pulse <= T:
+            self.pulse.setData([max(pulse, 1.0)], [0.0], pen=C.cosmetic_pen(C.BACKWARD, 2.5))
+        else:
+            self.pulse.setData([], [])
+
+
+def _num(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.1e}"
+
+
+class ThroughTimeWindow(QWidget):
+    """The through-time mode, a window of its own (File/View menu of the main window)."""
+
+    def __init__(self, controller: ThroughTimeController | None = None, parent=None):
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setObjectName("through_time_window")
+        self.setWindowTitle("Gradient Flow Lab \u2014 through time")
+        self.resize(1280, 720)
+        self.controller = controller or ThroughTimeController(parent=self)
+        c = self.controller
+
+        root = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.preset_box = QComboBox()
+        self.preset_box.setObjectName("preset_box")
+        self._preset_keys = []
+        for key, name, desc in list_recurrent_presets():
+            self.preset_box.addItem(name)
+            self.preset_box.setItemData(self.preset_box.count() - 1, desc,
+                                        Qt.ItemDataRole.ToolTipRole)
+            self._preset_keys.append(key)
+        self.lag_box = QSpinBox()
+        self.lag_box.setObjectName("lag_box")
+        self.lag_box.setRange(2, min(MAX_LAG, MAX_PLAY_LAG))
+        self.lag_box.setPrefix("lag T = ")
+        self.lag_box.setToolTip("How many time steps separate the first marked input from the "
+                                "answer (2 to 500)")
+        self.buttons = {}
+        for key, text, tip, slot in (
+                ("reset", "Reset", "Fresh weights for every cell, step 0", c.reset),
+                ("micro", "Micro-step", "One forward or backward time step in every cell",
+                 c.micro_step),
+                ("step", "Step", "One whole training iteration in every cell", self._step),
+                ("play", "Play", "Train every cell continuously; press again to pause",
+                 c.toggle_play)):
+            b = QPushButton(text)
+            b.setObjectName(f"button_{key}")
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            b.setEnabled(False)
+            self.buttons[key] = b
+        self.status = QLabel("Compiling the through-time kernels\u2026")
+        self.status.setObjectName("status")
+        self.status.setStyleSheet(f"color: {C.MUTED};")
+        bar.addWidget(QLabel("Preset"))
+        bar.addWidget(self.preset_box)
+        bar.addWidget(self.lag_box)
+        for b in self.buttons.values():
+            bar.addWidget(b)
+        bar.addWidget(self.status, 1)
+        root.addLayout(bar)
+
+        self.columns_box = QGridLayout()
+        root.addLayout(self.columns_box, 3)
+        self.columns: dict[str, CellColumn] = {}
+
+        self.curves_plot = pg.PlotWidget()
+        self.curves_plot.setBackground(C.PANEL)
+        self.curves_plot.getAxis("bottom").setLabel("training step")
+        self.curves_plot.addLegend(offset=(-10, 5))
+        self.curves_plot.setFixedHeight(190)
+        self.curves_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.baseline = pg.InfiniteLine(angle=0, pen=C.cosmetic_pen(
+            C.MUTED, 1.0, Qt.PenStyle.DashLine), label="baseline", labelOpts={
+                "color": C.MUTED, "position": 0.35})
+        self.curves_plot.addItem(self.baseline)
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        root.addWidget(self.curves_plot)
+
+        self._pulse: float | None = None
+        self._pulse_start = 0.0
+        self._dirty = False
+        # the one clock of the window: it re-arms itself after each frame, so frames never
+        # pile up however long a draw takes
+        self._pulse_timer = QTimer(self)
+        self._pulse_timer.setSingleShot(True)
+        self._pulse_timer.setInterval(FRAME_MS)
+        self._pulse_timer.timeout.connect(self._on_pulse_tick)
+
+        c.compiling_changed.connect(self._on_compiling_changed)
+        c.ready.connect(self._on_ready)
+        c.snapshots_changed.connect(self._on_snapshots_changed)
+        c.running_changed.connect(self._on_running_changed)
+        c.experiment_changed.connect(self._on_experiment_changed)
+        c.error.connect(self._on_error)
+        self.preset_box.activated.connect(self._on_preset_chosen)
+        self.lag_box.editingFinished.connect(self._on_lag_chosen)
+        self._on_experiment_changed(c.experiment)
+        if not c.is_ready:
+            c.start()
+        else:
+            self._on_ready()
+            c._publish()
+
+    # -- user actions ----------------------------------------------------------------------
+    def _step(self) -> None:
+        self.controller.step()
+        self._start_pulse()
+
+    def _on_preset_chosen(self, index: int) -> None:
+        if 0 <= index < len(self._preset_keys):
+            self.controller.set_experiment(load_recurrent_preset(self._preset_keys[index]))
+
+    def _on_lag_chosen(self) -> None:
+        exp = self.controller.experiment
+        lag = self.lag_box.value()
+        if lag == exp.task.lag:
+            return
+        from dataclasses import replace
+        self.controller.set_experiment(replace(exp, task=replace(exp.task, lag=lag)))
+
+    # -- controller signals ----------------------------------------------------------------
+    def _on_compiling_changed(self, compiling: bool) -> None:
+        if compiling:
+            self.status.setText("Compiling the through-time kernels (first use only)\u2026")
+
+    def _on_ready(self) -> None:
+        for b in self.buttons.values():
+            b.setEnabled(True)
+        self.status.setText("Ready: Step, Micro-step or Play")
+
+    def _on_error(self, message: str) -> None:
+        self.status.setText(message)
+
+    def _on_running_changed(self, running: bool) -> None:
+        self.buttons["play"].setText("Pause" if running else "Play")
+        for key in ("micro", "step", "reset"):
+            self.buttons[key].setEnabled(not running)
+        if running:
+            self._start_pulse()
+
+    def _on_experiment_changed(self, exp) -> None:
+        names = [self.preset_box.itemText(i) for i in range(self.preset_box.count())]
+        if exp.name in names:
+            self.preset_box.setCurrentIndex(names.index(exp.name))
+        self.lag_box.setValue(exp.task.lag)
+        for col in self.columns.values():
+            col.setParent(None)
+            col.deleteLater()
+        self.columns = {}
+        for i, cell in enumerate(exp.cells):
+            col = CellColumn(cell)
+            self.columns_box.addWidget(col, 0, i)
+            self.columns[cell] = col
+        for curve in self.curves.values():
+            self.curves_plot.removeItem(curve)
+        self.curves = {}
+        for cell in exp.cells:
+            self.curves[cell] = self.curves_plot.plot(
+                [], [], pen=C.cosmetic_pen(CELL_COLORS.get(cell, C.MEASURED), 2.0),
+                name=CELL_TITLES.get(cell, cell))
+        task = exp.task
+        reg = task.task == "regression"
+        self.curves_plot.setLogMode(y=reg)  # MSE spans decades once a cell learns
+        self.curves_plot.getAxis("left").setLabel("held-out MSE" if reg else
+                                                  "held-out accuracy")
+        self.baseline.setPos(math.log10(task.baseline) if reg else task.baseline)
+        self.baseline.label.setFormat(
+            f"baseline {task.baseline:.3g} (predicting the mean)" if task.task == "regression"
+            else f"baseline {task.baseline:.3g} (guessing)")
+
+    def _on_snapshots_changed(self, snaps: dict) -> None:
+        if self.controller.playing or self._pulse is not None:
+            self._dirty = True  # the frame clock draws the newest snapshots
+            if not self._pulse_timer.isActive():
+                self._pulse_timer.start()
+        else:
+            self._draw(snaps)  # a user's click: draw at once
+
+    @staticmethod
+    def shared_range(snaps: dict) -> tuple[float, float]:
+        """(floor, top) in log10 covering every cell's ||dL/dh_t|| and ||dL/dc_t||, at most
+        24 decades deep."""
+        values = []
+        for snap in snaps.values():
+            for arr in (snap.hidden_grad_norms, snap.cell_grad_norms):
+                if arr is not None:
+                    lg = _log10(arr)
+                    values.append(lg[np.isfinite(lg)])
+        values = np.concatenate(values) if values else np.zeros(0)
+        if values.size == 0:
+            return -8.0, 1.0
+        top = float(values.max()) + 0.5
+        return max(float(values.min()) - 0.5, top - 24.0), top
+
+    def _draw(self, snaps: dict) -> None:
+        pulse = self._pulse
+        yrange = self.shared_range(snaps)
+        for cell, snap in snaps.items():
+            col = self.columns.get(cell)
+            if col is not None:
+                col.render(snap, None if snap.phase in ("forward", "backward", "loss")
+                           else pulse, yrange)
+                if snap is not col.diagnosed:
+                    col.diagnosed = snap
+                    col.show_findings(diagnose(self.controller.experiment, snap))
+        for cell, (steps, y) in self.controller.curves.items():
+            if cell in self.curves:
+                self.curves[cell].setData(steps, y)
+
+    # -- the backward pulse ------------------------------------------------------------------
+    def _start_pulse(self) -> None:
+        self._pulse_start = time.monotonic()
+        self._pulse = float(self.controller.experiment.task.lag) + 1.0
+        self._pulse_timer.start()
+
+    def _on_pulse_tick(self) -> None:
+        T = self.controller.experiment.task.lag
+        frac = (time.monotonic() - self._pulse_start) / PULSE_SECONDS
+        if self._pulse is not None and frac >= 1.0:
+            if self.controller.playing:
+                self._pulse_start = time.monotonic()
+                frac = 0.0
+            else:
+                self._pulse = None
+        if self._pulse is not None:
+            self._pulse = (T + 1.0) - frac * T
+        self._dirty = False
+        self._draw(self.controller.snapshots)
+        if self._pulse is not None or self.controller.playing:
+            self._pulse_timer.start()
+
+    @property
+    def pulse_position(self) -> float | None:
+        """The time step the backward pulse has reached (None when it is not running)."""
+        return self._pulse
+
+    def closeEvent(self, ev) -> None:
+        self._pulse_timer.stop()
+        self.controller.close()
+        super().closeEvent(ev)
+
+
+_window: ThroughTimeWindow | None = None
+
+
+def open_through_time(parent=None) -> ThroughTimeWindow:
+    """Show the through-time window, building it (and compiling its kernels) on first use."""
+    global _window
+    if _window is None or not _window.isVisible():
+        _window = ThroughTimeWindow(parent=parent)
+    _window.show()
+    _window.raise_()
+    return _window
