@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from simulator.data import DataSpec
@@ -96,6 +97,7 @@ class Editor:
               drop_if_unchanged: bool = True) -> bool:
         if not self.controller.is_ready:
             return False
+        do, undo = _keeping_projections(do, undo)
         cmd = EditCommand(self.controller, text, do, undo, structural=structural,
                           drop_if_unchanged=drop_if_unchanged)
         self.controller.push_edit(cmd)
@@ -383,6 +385,31 @@ def residual_links(depth: int) -> tuple[tuple[int, int], ...]:
     if k < depth:
         links.append((k, depth))
     return tuple(links)
+
+
+def _keeping_projections(do: Edit, undo: Edit) -> tuple[Edit, Edit]:
+    """``do`` and ``undo`` such that undo also puts back every skip projection the edit
+    threw away (a removed link, a layer deleted under it, widths that became equal or
+    changed): the restored structure would otherwise draw them afresh. Projections the
+    edit kept are left as they are, with any training done since."""
+    lost: dict[str, np.ndarray] = {}
+
+    def do_keeping(sim: Simulation):
+        before = sim.projection_params()
+        result = do(sim)
+        after = sim.network.params
+        lost.clear()
+        lost.update({name: v for name, v in before.items()
+                     if name not in after or after[name].shape != v.shape})
+        return result
+
+    def undo_keeping(sim: Simulation):
+        result = undo(sim)
+        if lost:
+            sim.set_projection_params(lost)
+        return result
+
+    return do_keeping, undo_keeping
 
 
 def _set_hidden(spec: NetworkSpec, hidden: tuple[LayerSpec, ...]) -> Edit:
