@@ -41,7 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # the quickest and most pointed file first: -x stops at the first failure
 THEORY_TESTS = ("tests/simulator/test_theory_independent.py", "tests/simulator/test_theory.py")
-KERNEL_TESTS = ("tests/simulator/test_kernels.py",)
+# quickest first (-x stops at the first failure): whole float32 networks against the
+# twin, every kernel against its twin, then the network contract (twin and finite
+# differences in float64)
+KERNEL_TESTS = ("tests/simulator/test_float32_network.py", "tests/simulator/test_kernels.py",
+                "tests/simulator/test_network.py")
 LABEL_TESTS = ("tests/ui/test_labels.py", "tests/ui/test_views.py")
 UNDO_TESTS = ("tests/ui/test_undo_roundtrips.py", "tests/ui/test_commands.py")
 DIAGNOSIS_TESTS = ("tests/simulator/test_diagnosis.py",)
@@ -147,9 +151,9 @@ MUTANTS: list[Mutant] = [
         "kernel_tanh_dphi_0.1pct_float32_only", "kernels", "simulator/kernels.py",
         "                dp[i, j] = 1.0 - t * t",
         "                dp[i, j] = (1.0 - t * t) * 1.001",
-        ("tests/simulator/test_kernels.py", "-k",
-         "forward_and_backward_pass_match_twin and float32"),
-        "a 0.1 % error in tanh': the float32 whole-network test alone must catch it"),
+        ("tests/simulator/test_kernels.py", "tests/simulator/test_float32_network.py", "-k",
+         "forward_and_backward_pass_match_twin and float32 or float32_gradients"),
+        "a 0.1 % error in tanh': the float32 whole-network tests alone must catch it"),
     Mutant(
         "kernel_sigmoid_dphi", "kernels", "simulator/kernels.py",
         "                dp[i, j] = e * r * r",
