@@ -48,7 +48,8 @@ KERNEL_TESTS = ("tests/simulator/test_float32_network.py", "tests/simulator/test
                 "tests/simulator/test_network.py")
 LABEL_TESTS = ("tests/ui/test_labels.py", "tests/ui/test_views.py")
 UNDO_TESTS = ("tests/ui/test_undo_roundtrips.py", "tests/ui/test_commands.py")
-DIAGNOSIS_TESTS = ("tests/simulator/test_diagnosis.py",)
+DIAGNOSIS_TESTS = ("tests/simulator/test_diagnosis_thresholds.py",
+                   "tests/simulator/test_diagnosis.py")
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,12 @@ MUTANTS: list[Mutant] = [
                               lambda sim: sim.set_activation_all(first))''',
         UNDO_TESTS,
         "undo of an all-layers activation change gives every layer layer 1's activation"),
-    # TO RETARGET after the diagnosis rewrite (issue 14, item 5): point ``original`` at one
-    # threshold comparison of the new simulator/diagnosis.py and ``tests`` at its boundary
-    # tests. Until then this entry may be STALE.
+    # One threshold comparison of simulator/diagnosis.py: if the diagnosis is rewritten,
+    # point ``original`` at one of its comparisons again (this entry then reads STALE).
     Mutant(
         "diagnosis_threshold_inclusive", "diagnosis", "simulator/diagnosis.py",
-        "if r_low < VANISHING_RATIO:",
-        "if r_low <= VANISHING_RATIO:",
+        "    if r_low < VANISHING_RATIO * hold:",
+        "    if r_low <= VANISHING_RATIO * hold:",
         DIAGNOSIS_TESTS,
         "a diagnosis threshold moved from < to <=: only a test exactly at it can tell"),
     # -- undo ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def assert_same(a, b, fresh=()):
             np.testing.assert_array_equal(params_a[name], params_b[name], err_msg=name)
 
 
-# (id, edit(editor), parameters that redo draws afresh)
+# (id, edit(editor), parameters that redo draws afresh[, setup(editor)])
 EDITS = [
     ("add_skip", lambda ed: ed.add_skip(0, 2), ()),
     ("remove_skip", lambda ed: ed.remove_skip(1, 3), ()),
@@ -94,17 +94,27 @@ EDITS = [
     ("remedy_leaky_relu", lambda ed: ed.apply_remedy("leaky_relu"), ()),
     ("remedy_residual", lambda ed: ed.apply_remedy("residual"), ()),
     ("remedy_batchnorm", lambda ed: ed.apply_remedy("batchnorm"), ()),
-    ("remedy_he_init", lambda ed: ed.apply_remedy("he_init"), ()),
+    # He init is offered only when every layer is a rectifier
+    ("remedy_he_init", lambda ed: ed.apply_remedy("he_init"), (),
+     lambda ed: ed.set_activation(1, "relu") and ed.set_activation(4, "leaky_relu")),
     ("remedy_lecun_selu", lambda ed: ed.apply_remedy("lecun_selu"), ()),
     ("remedy_clip_norm", lambda ed: ed.apply_remedy("clip_norm"), ()),
     ("remedy_lower_lr", lambda ed: ed.apply_remedy("lower_lr"), ()),
     ("remedy_raise_lr", lambda ed: ed.apply_remedy("raise_lr"), ()),
+    ("remedy_revive", lambda ed: ed.apply_remedy("revive"), ()),
+    ("remedy_leaky_revive", lambda ed: ed.apply_remedy("leaky_revive"), ()),
 ]
 
 
-@pytest.mark.parametrize("edit, fresh", [e[1:] for e in EDITS], ids=[e[0] for e in EDITS])
-def test_undo_and_redo_restore_everything(ctl, edit, fresh):
+@pytest.mark.parametrize("edit, fresh, setup", [(*e[1:], None)[:3] for e in EDITS],
+                         ids=[e[0] for e in EDITS])
+def test_undo_and_redo_restore_everything(ctl, edit, fresh, setup):
     ed = Editor(ctl)
+    spec0 = SPEC
+    if setup is not None:
+        assert setup(ed)
+        spec0 = ctl.sim.spec
+        assert [h.width for h in spec0.hidden] == [h.width for h in SPEC.hidden]
     ctl.run_steps(3)  # trained weights, BN scales and PReLU slopes, not the initial ones
     before = state(ctl)
     stack = ctl.undo_stack
@@ -116,7 +126,7 @@ def test_undo_and_redo_restore_everything(ctl, edit, fresh):
 
     stack.undo()
     assert_same(state(ctl), before)
-    assert ctl.sim.spec == SPEC
+    assert ctl.sim.spec == spec0
 
     stack.redo()
     assert_same(state(ctl), after, fresh)
