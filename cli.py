@@ -118,6 +118,9 @@ _LAYER_FIELDS = ("delta_norm", "grad_norm", "weight_norm", "update_ratio", "weig
                  "dead_fraction", "saturated_fraction", "act_mean", "act_std")
 _HEADINGS = ("layer", "width", "activation", "bn", "||delta||", "||dW||", "||W||",
              "update ratio", "change since init", "dead %", "saturated %", "act mean", "act std")
+# the chain rule's factors of each hidden layer (NaN, printed as null, for the output layer;
+# norm_factor is NaN without batch norm); see simulator/kernels.py
+_FACTOR_FIELDS = ("weight_factor", "local_factor", "norm_factor", "skip_share")
 # which activations the core counts as able to die or saturate (simulator.kernels)
 _CAN_DIE = ("relu",)
 _CAN_SATURATE = ("sigmoid", "tanh", "softsign")
@@ -219,7 +222,7 @@ def _layer_rows(snap: Snapshot) -> list[dict]:
         row = {"layer": k, "name": str(k) if hidden else "out", "width": spec.widths[k],
                "activation": hidden.activation if hidden else "linear",
                "batchnorm": bool(hidden.batchnorm) if hidden else False}
-        for name in _LAYER_FIELDS:
+        for name in _LAYER_FIELDS + _FACTOR_FIELDS:
             row[name] = float(getattr(snap, name)[i])
         rows.append(row)
     return rows
@@ -330,6 +333,7 @@ def format_probe(report: dict) -> str:
     lines.append("")
     lines.append("update ratio = ||step on W|| / ||W|| of the last update; change = "
                  "||W - W(init)|| / ||W(init)||; '-' = not measured or not applicable")
+    lines += _factor_lines(report["layers"])
     if report["divergence"] is not None:
         lines += ["", report["divergence"]["message"]]
     findings = report["findings"]
@@ -343,6 +347,22 @@ def format_probe(report: dict) -> str:
             for r in f["remedies"]:
                 lines.append(f"      try: {r['label']}")
     return "\n".join(lines)
+
+
+def _factor_lines(layers: list[dict]) -> list[str]:
+    """The chain rule one hidden layer at a time: what reaches layer k from k+1."""
+    hidden = [r for r in layers if r["name"] != "out"]
+    if not hidden:
+        return []
+    rows = [["layer", "activation", "passes on", "weights", "phi'", "batch norm", "skip share %"]]
+    for r, above in zip(hidden, layers[1:], strict=False):
+        passed = (r["delta_norm"] / above["delta_norm"] if above["delta_norm"] > 0
+                  else float("nan"))
+        rows.append([r["name"], r["activation"], _num(passed), _num(r["weight_factor"]),
+                     _num(r["local_factor"]), _num(r["norm_factor"]),
+                     _pct(r["skip_share"], True)])
+    return ["", "Chain-rule factors (||delta_k|| / ||delta_k+1|| = weights x phi' [x batch norm] "
+            "when no skip link leaves the layer):"] + _table(rows, numeric_from=2)
 
 
 def _describe_source(source: dict) -> str:

@@ -206,6 +206,46 @@ class CoreRun:
             raise RuntimeError(self.sim.divergence.message)
 
 
+class PublicRun:
+    """The public API a notebook calls: ``Network.train_step(X, y, lr)`` on each batch
+    (plain SGD; forward and backward through the whole-pass kernels)."""
+
+    def __init__(self, cfg: Config, X, y):
+        self.net = Network(make_spec(cfg), SEED, np.float32)
+        self.X, self.y = X, y
+        self.pool = batch_pool(cfg.batch)
+        self.pos = 0
+
+    def run(self, n: int) -> None:
+        net = self.net
+        for _ in range(n):
+            idx = self.pool[self.pos]
+            net.train_step(self.X[idx], self.y[idx], LR)
+            self.pos = (self.pos + 1) % BATCH_POOL
+
+
+class PublicPerLayer(PublicRun):
+    """What ``Network.train_step`` did before it went through the whole-pass kernels: one
+    kernel call per layer and direction from Python (kept here as the reference)."""
+
+    def run(self, n: int) -> None:
+        net = self.net
+        L = net.L
+        for _ in range(n):
+            idx = self.pool[self.pos]
+            X = net.as_input(self.X[idx])
+            labels, targets = net.prepare_targets(self.y[idx])
+            rows = np.arange(len(X), dtype=np.int64)
+            net.load_batch(X, rows)
+            for k in range(1, L + 2):
+                net.forward_layer(k)
+            net.loss(net.loss_code, labels, targets, rows)
+            for k in range(L + 1, 0, -1):
+                net.backward_layer(k)
+            net.params_flat -= net.dtype.type(LR) * net.grads_flat
+            self.pos = (self.pos + 1) % BATCH_POOL
+
+
 class NumpyRun:
     def __init__(self, cfg: Config, X, y):
         spec = make_spec(cfg)
@@ -347,7 +387,8 @@ def check_first_step(cfg: Config, X, y) -> dict:
 
 def implementations(cfg: Config, X, y) -> dict:
     impls = {"core run": CoreRun(cfg, X, y), "core raw": CoreRaw(cfg, X, y),
-             "numpy": NumpyRun(cfg, X, y)}
+             "public train_step": PublicRun(cfg, X, y),
+             "public, per layer": PublicPerLayer(cfg, X, y), "numpy": NumpyRun(cfg, X, y)}
     if torch is not None:
         impls["torch 1 thread"] = TorchRun(cfg, X, y, 1)
         impls["torch default"] = TorchRun(cfg, X, y, DEFAULT_TORCH_THREADS)
@@ -397,7 +438,10 @@ def bench_config(cfg: Config, rounds: int, seconds: float, X, y) -> dict:
     def ratio(a, b):
         return statistics.median(x / z for x, z in zip(rates[a], rates[b], strict=True))
 
-    ratios = {}
+    ratios = {("public train_step", "core run"): ratio("public train_step", "core run"),
+              ("public, per layer", "core run"): ratio("public, per layer", "core run"),
+              ("public train_step", "public, per layer"): ratio("public train_step",
+                                                                "public, per layer")}
     for core in ("core run", "core raw"):
         for other in ("numpy", "torch 1 thread", "torch default"):
             if other in rates:
@@ -537,11 +581,23 @@ for name, mod in list(sys.modules.items()):
             if isinstance(obj, Dispatcher):
                 dispatchers[f"{obj.py_func.__module__}.{obj.__name__}"] = obj
 compiled_at_import = sorted(n for n, d in dispatchers.items() if d.signatures)
+cached = simulator.kernels_cached() if hasattr(simulator, "kernels_cached") else None
+from simulator.experiment import load_preset
+from simulator.simulation import Simulation
 t2 = time.perf_counter()
+c2 = time.process_time()
+# as the app starts: the first frame (the start-up preset built, its snapshot), then the rest
+Simulation(load_preset("deep_sigmoid")).snapshot()
+t_frame = time.perf_counter()
+c_frame = time.process_time()
 warmup()
 t3 = time.perf_counter()
+c3 = time.process_time()
 sigs = {n: len(d.signatures) for n, d in dispatchers.items()}
 print(json.dumps({"import_s": t1 - t0, "warmup_s": t3 - t2, "dispatchers": len(dispatchers),
+                  "first_frame_s": t_frame - t2, "rest_s": t3 - t_frame, "cached": cached,
+                  # CPU time of this process: what the compile costs, whatever else runs
+                  "first_frame_cpu_s": c_frame - c2, "warmup_cpu_s": c3 - c2,
                   "compiled_at_import": compiled_at_import, "failed_imports": failed_imports,
                   "signatures_after_warmup": sum(sigs.values()),
                   "max_signatures": max(sigs.values()) if sigs else 0,
@@ -550,19 +606,25 @@ print(json.dumps({"import_s": t1 - t0, "warmup_s": t3 - t2, "dispatchers": len(d
 """
 
 
-def measure_startup(warm_repeats: int = 3) -> dict:
-    """Cold: a fresh NUMBA_CACHE_DIR (every kernel compiles). Warm: the same folder again."""
+def measure_startup(warm_repeats: int = 3, tree: Path = ROOT) -> dict:
+    """Cold: a fresh NUMBA_CACHE_DIR (every kernel compiles). Warm: the same folder again.
+    ``tree``: the checkout whose ``simulator`` is measured (another one, e.g. an older
+    commit, for a before/after comparison on the same machine)."""
     with tempfile.TemporaryDirectory(prefix="gfl-numba-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1")
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1",
+                   PYTHONPATH=str(tree))
 
         def probe():
-            proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env,
+            proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], cwd=tree, env=env,
                                   capture_output=True, text=True, timeout=600, check=True)
             return json.loads(proc.stdout.strip().splitlines()[-1])
 
         cold = probe()
         warm = [probe() for _ in range(warm_repeats)]
     return {"cold": cold, "warm_warmup_s": statistics.median(w["warmup_s"] for w in warm),
+            "warm_first_frame_s": statistics.median(w["first_frame_s"] for w in warm),
+            "warm_cached": (None if any(w["cached"] is None for w in warm)
+                            else all(w["cached"] for w in warm)),
             "warm_import_s": statistics.median(w["import_s"] for w in warm),
             "warm_compiled_at_import": sorted({n for w in warm for n in w["compiled_at_import"]})}
 
@@ -612,7 +674,8 @@ def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, ar
         f"cross-entropy, {INPUT_DIM} Gaussian inputs, {CLASSES} random classes, lr {LR}. "
         "`core run` is `Simulation.run(n, snapshot=False)` (the app's path, history "
         "included, no held-out set); `core raw` calls `kernels.train_steps` directly, "
-        f"{FUSED_CHUNK} steps per call. numpy is bench/numpy_net.py; torch is autograd + "
+        f"{FUSED_CHUNK} steps per call; `public train_step` is `Network.train_step` per "
+        "batch (below). numpy is bench/numpy_net.py; torch is autograd + "
         "`retain_grad()` + `optim.SGD`, with the same statistics kept as tensors and read "
         "once per step.", "",
         f"{args.rounds} interleaved rounds of about {args.seconds:g} s per implementation "
@@ -620,8 +683,8 @@ def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, ar
         "(min-max in brackets), ratios are medians of the per-round ratios. A target is "
         "judged on `core run` and must hold against PyTorch with 1 thread **and** with its "
         "default thread count.", ""]
-    head = "| network | core run | core raw | numpy |"
-    sep = "|---|---:|---:|---:|"
+    head = "| network | core run | core raw | public train_step | public, per layer | numpy |"
+    sep = "|---|---:|---:|---:|---:|---:|"
     if torch is not None:
         head += " torch 1 thread | torch default |"
         sep += "---:|---:|"
@@ -661,6 +724,19 @@ def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, ar
         verdicts.append(verdict)
         lines.append(f"| {cfg.label} | {target} | {cell('numpy')} | {cell('torch 1 thread')} | "
                      f"{cell('torch default')} | **{verdict}** |")
+    lines += ["", "The public API (`Network.train_step(X, y, lr)`, what a notebook calls) against "
+              "the app's path: `public train_step` goes through the whole-pass kernels "
+              "(`forward_pass`, `loss_and_delta`, `backward_pass`: four kernel calls whatever "
+              "the depth) and updates with one numpy expression; `public, per layer` is the "
+              "former path, one kernel call per layer and direction from Python, timed in "
+              "the same rounds. Medians of the per-round ratios of steps/s:", "",
+              "| network | public / core run | per layer / core run | public / per layer |",
+              "|---|---:|---:|---:|"]
+    for cfg, r in results.items():
+        ra = r["ratios"]
+        lines.append(f"| {cfg.label} | {ra[('public train_step', 'core run')]:.2f} | "
+                     f"{ra[('public, per layer', 'core run')]:.2f} | "
+                     f"{ra[('public train_step', 'public, per layer')]:.2f}x |")
     slow_default = [cfg.label for cfg, r in results.items()
                     if r["median"].get("torch default", 0) < r["median"].get("torch 1 thread", 0)]
     if slow_default:
@@ -695,8 +771,16 @@ def render(results: dict, sanity: dict, profiles: dict, startup: dict | None, ar
                      if cold["failed_imports"] else ""),
                   f"- `import simulator`: {cold['import_s'] * 1e3:.0f} ms cold, "
                   f"{startup['warm_import_s'] * 1e3:.0f} ms warm",
-                  f"- `simulator.warmup()`: **{cold['warmup_s']:.1f} s cold** (compiles every "
+                  f"- the app's start-up order, first frame (the `deep_sigmoid` preset's "
+                  f"Simulation built and its snapshot taken) then `simulator.warmup()` for the "
+                  f"rest: **first frame {cold['first_frame_s']:.1f} s cold** "
+                  f"({cold['first_frame_cpu_s']:.1f} s of CPU), "
+                  f"{startup['warm_first_frame_s']:.2f} s warm; "
+                  f"**all kernels {cold['warmup_s']:.1f} s cold** "
+                  f"({cold['warmup_cpu_s']:.1f} s of CPU; compiles every "
                   f"kernel), **{startup['warm_warmup_s']:.2f} s warm** (loads numba's cache); "
+                  f"`simulator.kernels_cached()` said {cold['cached']} before the cold run "
+                  f"and {startup['warm_cached']} before the warm ones; "
                   f"{cold['signatures_after_warmup']} signatures over {cold['dispatchers']} "
                   f"kernels, at most {cold['max_signatures']} per kernel"
                   + (f" ({', '.join(cold['several_signatures'])} have more than one)"
@@ -780,6 +864,10 @@ def main(argv=None) -> int:
     parser.add_argument("--config", action="append", default=None, metavar="DxW",
                         help="only this configuration (e.g. 30x32); repeatable")
     parser.add_argument("--no-startup", action="store_true", help="skip the cold/warm warmup")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="only the cold/warm start-up, printed (the doc is not written)")
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="with --startup-only: the checkout to measure (default: this one)")
     parser.add_argument("--no-profile", action="store_true", help="skip the core's breakdown")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.name}")
     parser.add_argument("--doc", type=Path, default=DOC, help="where to write the results")
@@ -794,6 +882,11 @@ def main(argv=None) -> int:
             parser.error(f"no configuration among {args.config}")
     t_start = time.perf_counter()
     args.load_before = os.getloadavg()[0]
+    if args.startup_only:
+        result = measure_startup(tree=args.tree.resolve())
+        print(json.dumps({"tree": str(args.tree), "load_before": args.load_before,
+                          "load_after": os.getloadavg()[0], **result}, indent=1))
+        return 0
     startup = None if args.no_startup else measure_startup()
     simulator.warmup()
     X, y = make_data()

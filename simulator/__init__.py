@@ -9,7 +9,7 @@ from .snapshot import DivergenceReport, History, Snapshot
 from .spec import LayerSpec, NetworkSpec, SpecError
 
 __all__ = ["DivergenceReport", "History", "LayerSpec", "Network", "NetworkSpec", "Snapshot",
-           "SpecError", "warmup"]
+           "SpecError", "kernels_cached", "warmup"]
 
 
 def warmup(dtypes=("float32",)) -> None:
@@ -17,3 +17,10 @@ def warmup(dtypes=("float32",)) -> None:
     from ._warmup import run_warmup
 
     run_warmup(dtypes)
+
+
+def kernels_cached(dtypes=("float32",)) -> bool:
+    """Whether ``warmup(dtypes)`` will only load numba's cache (True) or compile (False)."""
+    from ._warmup import kernels_cached as cached
+
+    return cached(dtypes)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .factors import describe_layer
 from .remedies import REMEDIES, Remedy, remedy_applies
 from .snapshot import HIST_DELTA, HIST_UPDATE_RATIO, History, Snapshot
 from .spec import NetworkSpec
@@ -206,20 +207,9 @@ def saturated_fraction(spec: NetworkSpec, snapshot: Snapshot) -> np.ndarray:
 
 
 def _rows(history: History, column: int, first: int, count: int) -> np.ndarray:
-    """Rows ``first .. first + count`` (oldest first) of one history column.
-
-    History only hands out whole columns (a copy of every stored step); the
-    diagnosis needs a few rows of a ring that holds thousands, inside the frame
-    budget, so it reads the ring directly and falls back on the public copy.
-    """
-    layers, nxt = getattr(history, "_layers", None), getattr(history, "_next", None)
-    if not isinstance(layers, np.ndarray) or not isinstance(nxt, int):
-        return history.layer_series(column)[first:first + count]
-    n = len(history)
-    first, stop = max(0, first), min(n, first + count)
-    oldest = (nxt - n) % history.capacity
-    idx = (oldest + np.arange(first, stop)) % history.capacity
-    return layers[idx, :, column]
+    """Rows ``first .. first + count`` (oldest first) of one history column; only those
+    rows are read (the frame budget)."""
+    return history.rows(column, first, count)
 
 
 @dataclass
@@ -399,6 +389,9 @@ def _vanishing(spec, snapshot, history, m: _Measures, training):
             f"below one until it fell under {_num(m.tiny)}, the smallest positive number the "
             "network's floating-point type can hold, and was flushed to exactly 0."
         )
+    factors = describe_layer(snapshot, k)
+    if factors:  # which part of the layer does the shrinking (weights or phi')
+        detail += " By the chain rule, " + factors + "."
     movement = _movement_sentence(k, snapshot, n)
     if movement:
         detail += " " + movement[0].upper() + movement[1:]

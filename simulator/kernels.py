@@ -43,7 +43,18 @@ N_COLS = 21
 # columns of the per-layer statistics table (one row per layer 0..L+1)
 (S_DELTA, S_GRAD_W, S_GRAD_B, S_W, S_UPDATE, S_CHANGE, S_W0, S_DEAD, S_SAT, S_ACT_MEAN,
  S_ACT_STD, S_G) = range(12)
-N_STATS = 12
+# The chain rule one layer at a time (hidden layers only; NaN for the output layer).
+# g_k = delta_{k+1} W_{k+1}^T is what arrives through the weights above, s_k what
+# arrives through skip links leaving k, G_k = g_k + s_k = dL/da_k, gu_k = phi'(u_k) * G_k:
+#   S_G_DENSE = ||g_k||, S_G_SKIP = ||s_k||
+#   S_WEIGHT_FACTOR = ||g_k|| / ||delta_{k+1}||      (what the weights do)
+#   S_LOCAL_FACTOR  = ||phi'(u_k) * G_k|| / ||G_k||  (what phi' does)
+#   S_NORM_FACTOR   = ||delta_k|| / ||gu_k||         (batch norm's backward; NaN without)
+#   S_SKIP_SHARE    = ||s_k|| / (||g_k|| + ||s_k||)  (0 when no skip leaves k)
+# Without batch norm and skips, weight x local = ||delta_k|| / ||delta_{k+1}|| exactly.
+(S_G_DENSE, S_G_SKIP, S_WEIGHT_FACTOR, S_LOCAL_FACTOR, S_NORM_FACTOR,
+ S_SKIP_SHARE) = range(12, 18)
+N_STATS = 18
 
 # optimizers and losses
 OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAM = range(4)
@@ -540,6 +551,15 @@ def _is_skip_source(skp, k):
 
 
 @_kernel
+def _ratio(a, b):
+    """a / b for norms (a, b >= 0): inf for a > 0 over 0, NaN for 0 / 0 (and for NaN),
+    the same compiled or under NUMBA_DISABLE_JIT (where Python floats would raise)."""
+    if b == 0.0:
+        return math.inf if a > 0.0 else math.nan
+    return a / b
+
+
+@_kernel
 def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
     """Layer k, given dL/da_k complete: delta_k, dW_k, db_k, batch-norm and PReLU
     gradients, skip-projection gradients, and pushes dL/da into the layers below.
@@ -547,6 +567,7 @@ def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
     n_in = lay[k - 1, C_WIDTH]
     n = lay[k, C_WIDTH]
     delta = _mat(ws, lay[k, C_D] * B, B, n)
+    gun = 0.0  # ||dL/du_k|| (batch norm only)
     if k <= L:
         g = _mat(ws, lay[k, C_G] * B, B, n)
         u = _mat(ws, lay[k, C_U] * B, B, n)
@@ -583,20 +604,47 @@ def backward_layer(k, lay, skp, params, grads, ws, B, L, stats):
                 for i in range(B):
                     for j in range(n_from):
                         g_from[i, j] += g[i, j]
-        stats[k, S_G] = math.sqrt(_norm2(g))
+        gn = math.sqrt(_norm2(g))
+        stats[k, S_G] = gn
+        if not _is_skip_source(skp, k):
+            # dL/da_k came through W_{k+1} alone (a skip source's two parts were
+            # measured by backward_layer(k + 1))
+            stats[k, S_G_DENSE] = gn
+            stats[k, S_G_SKIP] = 0.0
+        gd = stats[k, S_G_DENSE]
+        gs = stats[k, S_G_SKIP]
+        stats[k, S_WEIGHT_FACTOR] = _ratio(gd, stats[k + 1, S_DELTA])
+        stats[k, S_SKIP_SHARE] = 0.0 if gs == 0.0 else _ratio(gs, gd + gs)
+        if lay[k, C_BN] == 1:
+            gun = math.sqrt(_norm2(gu))
+            stats[k, S_LOCAL_FACTOR] = _ratio(gun, gn)
     a_prev = _mat(ws, lay[k - 1, C_A] * B, B, n_in)
     W = _mat(params, lay[k, C_W], n_in, n)
     dW = _mat(grads, lay[k, C_W], n_in, n)
     db = _vec(grads, lay[k, C_B], n)
     g_prev = _mat(ws, lay[k - 1, C_G] * B, B, n_in)
     tmp = _mat(ws, lay[k - 1, C_TMP] * B, B, n_in)
-    if k >= 2 and not _is_skip_source(skp, k - 1):
-        dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, False)
+    # A layer that feeds a skip link collects dL/da from several places: delta W^T goes
+    # to tmp and is added. (A plain bool, never a literal True/False: numba compiles a
+    # separate specialization of the callee for each literal.)
+    feeds_skip = k >= 2 and _is_skip_source(skp, k - 1)
+    if feeds_skip:
+        # what the skips brought is in g_prev already
+        stats[k - 1, S_G_SKIP] = math.sqrt(_norm2(g_prev))
+    dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, feeds_skip)
+    if feeds_skip:
+        stats[k - 1, S_G_DENSE] = math.sqrt(_norm2(tmp))  # the part through the weights
+    elif k >= 2:
         np.dot(delta, W.T, g_prev)
-    else:
-        dense_backward(a_prev, W, delta, dW, db, g_prev, tmp, k >= 2)
     dn = math.sqrt(_norm2(delta))
     gw = math.sqrt(_norm2(dW))
+    if k <= L:
+        if lay[k, C_BN] == 1:
+            stats[k, S_NORM_FACTOR] = _ratio(dn, gun)
+        else:
+            # without batch norm gu is delta itself
+            stats[k, S_LOCAL_FACTOR] = _ratio(dn, stats[k, S_G])
+            stats[k, S_NORM_FACTOR] = math.nan
     stats[k, S_DELTA] = dn
     stats[k, S_GRAD_W] = gw
     stats[k, S_GRAD_B] = math.sqrt(_norm2(db))
@@ -773,11 +821,12 @@ def backward_pass(lay, skp, params, grads, ws, B, L, stats):
 
 
 @_kernel
-def _update_block(opt, params, grads, m1, m2, lo, hi, hyper, decay, c1, c2, scale, fmax):
+def _update_block(opt, params, grads, m1, m2, lo, hi, hyper, wd, c1, c2, scale, fmax):
+    # wd is the weight decay of this block (0.0 for biases and the like): a float, not a
+    # bool flag, since a literal True/False would compile two specializations
     return _update_range(opt, params[lo:hi], grads[lo:hi], m1[lo:hi], m2[lo:hi], hyper[H_LR],
                          hyper[H_MOMENTUM], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS],
-                         hyper[H_WD] if decay else 0.0, hyper[H_CLIP_VALUE], c1, c2, scale,
-                         fmax)
+                         wd, hyper[H_CLIP_VALUE], c1, c2, scale, fmax)
 
 
 @_kernel
@@ -801,12 +850,12 @@ def update_by_layout(opt, lay, skp, L, params, grads, m1, m2, hyper, upd_sq, sca
         w_lo = lay[k, C_W]
         w_hi = w_lo + lay[k - 1, C_WIDTH] * lay[k, C_WIDTH]
         rest_hi = lay[k + 1, C_W] if k <= L else first_p
-        ss, nbad = _update_block(opt, params, grads, m1, m2, w_lo, w_hi, hyper, True, c1, c2,
-                                 scale, fmax)
+        ss, nbad = _update_block(opt, params, grads, m1, m2, w_lo, w_hi, hyper, hyper[H_WD],
+                                 c1, c2, scale, fmax)
         upd_sq[k] = ss
         if nbad > 0 and bad < 0:
             bad = w_lo
-        ss, nbad = _update_block(opt, params, grads, m1, m2, w_hi, rest_hi, hyper, False, c1,
+        ss, nbad = _update_block(opt, params, grads, m1, m2, w_hi, rest_hi, hyper, 0.0, c1,
                                  c2, scale, fmax)
         if nbad > 0 and bad < 0:
             bad = w_hi
@@ -815,8 +864,8 @@ def update_by_layout(opt, lay, skp, L, params, grads, m1, m2, hyper, upd_sq, sca
         if lo < 0:
             continue
         hi = lo + lay[skp[s, 0], C_WIDTH] * lay[skp[s, 1], C_WIDTH]
-        ss, nbad = _update_block(opt, params, grads, m1, m2, lo, hi, hyper, True, c1, c2, scale,
-                                 fmax)
+        ss, nbad = _update_block(opt, params, grads, m1, m2, lo, hi, hyper, hyper[H_WD], c1,
+                                 c2, scale, fmax)
         if nbad > 0 and bad < 0:
             bad = lo
     return bad
@@ -866,7 +915,10 @@ def train_step(lay, skp, params, grads, ws, running, params0, m1, m2, decay_mask
     out[0] = loss, out[1] = number correct. Returns 0, or PHASE * 10000 + layer
     for the first non-finite quantity; then no update is applied."""
     load_batch(lay, ws, X, idx, B)
-    bad = forward_pass(lay, skp, params, ws, running, B, L, True, stats)
+    # True, as a plain bool: a literal would compile forward_pass, forward_layer and
+    # batchnorm_forward a second time
+    training = B > 0
+    bad = forward_pass(lay, skp, params, ws, running, B, L, training, stats)
     if bad:
         return ST_FORWARD * 10000 + bad
     loss, correct = loss_and_delta(lay, skp, ws, B, L, loss_code, labels, targets, idx)

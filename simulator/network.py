@@ -266,18 +266,30 @@ class Network:
 
     # -- public contract -----------------------------------------------------------------
     def loss_and_gradients(self, X, y):
-        """Loss of the whole batch (X, y) and every parameter's gradient; no update."""
+        """Loss of the whole batch (X, y) and every parameter's gradient; no update.
+        The gradients are views of one copy of the flat gradient buffer."""
+        loss = self._forward_backward(X, y)
+        grads = self.grads_flat.copy()
+        return loss, {n: self._view(grads, n) for n in self._slots}
+
+    def _forward_backward(self, X, y) -> float:
+        """Load, forward, loss and backward through the whole-pass kernels (the ones the
+        fused training step calls): four kernel calls whatever the depth."""
         X = self.as_input(X)
         labels, targets = self.prepare_targets(y)
-        idx = np.arange(len(X), dtype=np.int64)
-        self.load_batch(X, idx)
+        B = len(X)
+        idx = np.arange(B, dtype=np.int64)
+        self.ensure_batch(B)
         L = self.L
-        for k in range(1, L + 2):
-            self.forward_layer(k)
-        loss, _ = self.loss(self.loss_code, labels, targets, idx)
-        for k in range(L + 1, 0, -1):
-            self.backward_layer(k)
-        return float(loss), {n: v.copy() for n, v in self.grad_arrays.items()}
+        K.load_batch(self.lay, self._ws, X, idx, B)
+        K.forward_pass(self.lay, self.skp, self.params_flat, self._ws, self.running, B, L, True,
+                       self.stats)
+        loss, _ = K.loss_and_delta(self.lay, self.skp, self._ws, B, L, self.loss_code, labels,
+                                   targets, idx)
+        K.backward_pass(self.lay, self.skp, self.params_flat, self.grads_flat, self._ws, B, L,
+                        self.stats)
+        self._have_deltas = True
+        return float(loss)
 
     @property
     def deltas(self) -> list[np.ndarray]:
@@ -288,7 +300,7 @@ class Network:
 
     def train_step(self, X, y, lr: float) -> float:
         """One plain SGD step on every parameter. Returns the loss before the step."""
-        loss, _ = self.loss_and_gradients(X, y)
+        loss = self._forward_backward(X, y)
         self.params_flat -= self.dtype.type(lr) * self.grads_flat
         return loss
 
@@ -358,7 +370,7 @@ class Network:
         for name, old in mapping.items():
             dst = new.view(new_flat, name)
             src = self.view(old_flat, old)
-            region = tuple(slice(0, min(a, b)) for a, b in zip(dst.shape, src.shape))
+            region = tuple(slice(0, min(a, b)) for a, b in zip(dst.shape, src.shape, strict=False))
             dst[region] = src[region]
 
     def weight_stats(self) -> None:

@@ -309,16 +309,28 @@ def _skip_term(spec: NetworkSpec, params, i, k, a_i):
     return a_i
 
 
-def reference_forward(spec: NetworkSpec, params: dict, X, training=True, running=None):
+def reference_forward(spec: NetworkSpec, params: dict, X, training=True, running=None,
+                      taps=None):
     """Forward pass; returns a cache dict with lists z, u, a (index = layer) and bn caches.
 
-    ``running`` maps k -> (mean, var) for evaluation-mode batch norm.
+    ``running`` maps k -> (mean, var) for evaluation-mode batch norm. ``taps`` maps
+    (place, k) to an array added at that place, so that finite differences can take
+    the loss's derivative there: "z" (before batch norm), "u" (before phi), "a" (the
+    whole output of layer k), "a_dense" (a_k only where it enters W_{k+1}) and
+    "a_skip" (a_k only where it enters skip links).
     """
+    taps = taps or {}
+
+    def tap(place, k, x):
+        e = taps.get((place, k))
+        return x if e is None else x + e
+
     L = spec.depth
-    a = [np.asarray(X, np.float64)]
+    a = [tap("a", 0, np.asarray(X, np.float64))]
     z, u, bn = [None], [None], [None]
     for k in range(1, L + 2):
-        zk = dense_forward(a[k - 1], params[f"W{k}"], params[f"b{k}"])
+        zk = tap("z", k, dense_forward(tap("a_dense", k - 1, a[k - 1]), params[f"W{k}"],
+                                       params[f"b{k}"]))
         cache = None
         if k <= L and spec.hidden[k - 1].batchnorm:
             rm, rv = (None, None) if running is None else running[k]
@@ -326,16 +338,17 @@ def reference_forward(spec: NetworkSpec, params: dict, X, training=True, running
                                                 rm, rv, training)
         else:
             uk = zk
+        uk = tap("u", k, uk)
         act = _hidden_activation(spec, k)
         slopes = params.get(f"alpha{k}") if act == "prelu" else None
         ak = act_forward(act, uk, slopes)
         for i, j in spec.skips:
             if j == k:
-                ak = ak + _skip_term(spec, params, i, k, a[i])
+                ak = ak + _skip_term(spec, params, i, k, tap("a_skip", i, a[i]))
         z.append(zk)
         u.append(uk)
         bn.append(cache)
-        a.append(ak)
+        a.append(tap("a", k, ak))
     return {"z": z, "u": u, "a": a, "bn": bn}
 
 
@@ -356,21 +369,33 @@ def reference_loss_and_gradients(spec: NetworkSpec, params: dict, X, y):
 
     grads has the keys of ``params``; deltas is [dL/dz_1, ..., dL/dz_{L+1}].
     """
+    loss, grads, parts = _reference_backward(spec, params, X, y)
+    return loss, grads, parts["delta"][1:]
+
+
+def _reference_backward(spec: NetworkSpec, params: dict, X, y):
+    """(loss, grads, parts): parts maps "delta", "gu", "g_dense", "g_skip" to lists
+    indexed by layer (None where a quantity does not exist): dL/dz_k, dL/du_k, and
+    dL/da_k split into what came through W_{k+1} and what came through skip links."""
     L = spec.depth
     fw = reference_forward(spec, params, X)
     a, u = fw["a"], fw["u"]
     loss, d_out = reference_loss(spec, a[L + 1], y)
     grads = {}
-    # g[k] accumulates dL/da_k: from the dense layer above and from every skip leaving k
-    g = [np.zeros_like(ak) for ak in a]
+    # dL/da_k, from the dense layer above (gd) and from every skip leaving k (gs)
+    gd = [np.zeros_like(ak) for ak in a]
+    gs = [np.zeros_like(ak) for ak in a]
     deltas = [None] * (L + 2)
+    gus = [None] * (L + 2)
     for k in range(L + 1, 0, -1):
         if k == L + 1:
             delta = d_out
         else:
+            g = gd[k] + gs[k]
             act = _hidden_activation(spec, k)
             slopes = params.get(f"alpha{k}") if act == "prelu" else None
-            gu, dslopes = act_backward(act, u[k], slopes, g[k])
+            gu, dslopes = act_backward(act, u[k], slopes, g)
+            gus[k] = gu
             if dslopes is not None:
                 grads[f"alpha{k}"] = dslopes
             if spec.hidden[k - 1].batchnorm:
@@ -383,16 +408,80 @@ def reference_loss_and_gradients(spec: NetworkSpec, params: dict, X, y):
                     continue
                 if spec.skip_needs_projection((i, k)):
                     P = np.asarray(params[f"P{i}_{k}"], np.float64)
-                    grads[f"P{i}_{k}"] = a[i].T @ g[k]
-                    g[i] = g[i] + g[k] @ P.T
+                    grads[f"P{i}_{k}"] = a[i].T @ g
+                    gs[i] = gs[i] + g @ P.T
                 else:
-                    g[i] = g[i] + g[k]
+                    gs[i] = gs[i] + g
         dW, db, g_prev = dense_backward(a[k - 1], params[f"W{k}"], delta)
         grads[f"W{k}"] = dW
         grads[f"b{k}"] = db
-        g[k - 1] = g[k - 1] + g_prev
+        gd[k - 1] = gd[k - 1] + g_prev
         deltas[k] = delta
-    return loss, grads, deltas[1:]
+    return loss, grads, {"delta": deltas, "gu": gus, "g_dense": gd, "g_skip": gs}
+
+
+def _norm(x) -> float:
+    return float(np.sqrt(np.sum(np.square(np.asarray(x, np.float64)))))
+
+
+def _div(a: float, b: float) -> float:
+    if b == 0.0:
+        return float("inf") if a > 0.0 else float("nan")
+    return a / b
+
+
+def factors_from_parts(spec: NetworkSpec, parts: dict) -> dict:
+    """The per-layer factors of the chain rule (kernels.S_WEIGHT_FACTOR ...) from the
+    pieces of one backward pass: arrays of L+1 entries (index i = layer i+1; NaN for
+    the output layer and where a factor does not apply).
+
+    With g_k = delta_{k+1} W_{k+1}^T, s_k what skips bring, G_k = g_k + s_k = dL/da_k:
+    weight = ||g_k|| / ||delta_{k+1}||; local = ||dL/du_k|| / ||G_k|| (dL/du_k =
+    phi'(u_k) * G_k); norm = ||delta_k|| / ||dL/du_k|| with batch norm, else NaN;
+    skip_share = ||s_k|| / (||g_k|| + ||s_k||)."""
+    L = spec.depth
+    out = {name: np.full(L + 1, np.nan) for name in
+           ("weight_factor", "local_factor", "norm_factor", "skip_share")}
+    for k in range(1, L + 1):
+        gd, gs = _norm(parts["g_dense"][k]), _norm(parts["g_skip"][k])
+        G = _norm(np.asarray(parts["g_dense"][k]) + np.asarray(parts["g_skip"][k]))
+        gu, d = _norm(parts["gu"][k]), _norm(parts["delta"][k])
+        out["weight_factor"][k - 1] = _div(gd, _norm(parts["delta"][k + 1]))
+        out["local_factor"][k - 1] = _div(gu, G)
+        if spec.hidden[k - 1].batchnorm:
+            out["norm_factor"][k - 1] = _div(d, gu)
+        out["skip_share"][k - 1] = 0.0 if gs == 0.0 else _div(gs, gd + gs)
+    return out
+
+
+def reference_factors(spec: NetworkSpec, params: dict, X, y) -> dict:
+    """factors_from_parts of the analytic backward pass of one batch (training mode)."""
+    _, _, parts = _reference_backward(spec, params, X, y)
+    return factors_from_parts(spec, parts)
+
+
+def numerical_parts(spec: NetworkSpec, params: dict, X, y, h=1e-6) -> dict:
+    """The same pieces as _reference_backward's, each from centered differences of the
+    loss with respect to an additive tap at that place (see reference_forward)."""
+    L = spec.depth
+    fw = reference_forward(spec, params, X)
+
+    def loss_with(taps):
+        out = reference_forward(spec, params, X, taps=taps)["a"][L + 1]
+        return reference_loss(spec, out, y)[0]
+
+    def derivative(place, k, shape):
+        return centered_difference(lambda e: loss_with({(place, k): e}), np.zeros(shape), h)
+
+    parts = {name: [None] * (L + 2) for name in ("delta", "gu", "g_dense", "g_skip")}
+    for k in range(1, L + 2):
+        shape = fw["a"][k].shape
+        parts["delta"][k] = derivative("z", k, shape)
+        if k <= L:
+            parts["gu"][k] = derivative("u", k, shape)
+            parts["g_dense"][k] = derivative("a_dense", k, shape)
+            parts["g_skip"][k] = derivative("a_skip", k, shape)
+    return parts
 
 
 def reference_outputs(spec: NetworkSpec, params: dict, X, training=True, running=None):

@@ -29,6 +29,9 @@ _PHASE_OF_STATUS = {K.ST_FORWARD: ("forward", "activations"), K.ST_LOSS: ("loss"
 # Copy weight gradients into snapshots only below this many parameters (memory per frame).
 SNAPSHOT_GRAD_LIMIT = 4_000_000
 FUSED_CHUNK = 64
+# stats columns of the factors, in the order of HIST_COLUMNS[4:8] (a slice: no copy to gather)
+_FACTOR_COLUMNS = slice(K.S_WEIGHT_FACTOR, K.S_SKIP_SHARE + 1)
+assert (K.S_LOCAL_FACTOR, K.S_NORM_FACTOR) == (K.S_WEIGHT_FACTOR + 1, K.S_WEIGHT_FACTOR + 2)
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,7 @@ class Simulation:
             per_layer[..., 1] = st[..., K.S_GRAD_W]
             per_layer[..., 2] = st[..., K.S_UPDATE] / st[..., K.S_W]
             per_layer[..., 3] = st[..., K.S_CHANGE] / st[..., K.S_W0]
+        per_layer[..., 4:8] = st[..., _FACTOR_COLUMNS]
         return per_layer
 
     def _record(self, stats: np.ndarray, loss: float, acc: float) -> None:
@@ -435,7 +439,10 @@ class Simulation:
             bias_grad_norm=st[1:, K.S_GRAD_B], weight_norm=st[1:, K.S_W], update_ratio=ratio,
             weight_change=change, dead_fraction=st[1:, K.S_DEAD],
             saturated_fraction=st[1:, K.S_SAT], act_mean=st[1:, K.S_ACT_MEAN],
-            act_std=st[1:, K.S_ACT_STD], backward_done=self._backward_done)
+            act_std=st[1:, K.S_ACT_STD], backward_done=self._backward_done,
+            weight_factor=st[1:, K.S_WEIGHT_FACTOR], local_factor=st[1:, K.S_LOCAL_FACTOR],
+            norm_factor=st[1:, K.S_NORM_FACTOR], skip_share=st[1:, K.S_SKIP_SHARE],
+            grad_a_norm=st[1:, K.S_G])
         fields = {k: _frozen(v) for k, v in fields.items()}
         return Snapshot(
             spec=self.spec, step=self.step_count, phase=phase, layer=layer,
@@ -547,7 +554,7 @@ class Simulation:
             if name in net.params:
                 dst = net.params[name]
                 region = tuple(slice(0, min(a, b))
-                               for a, b in zip(dst.shape, value.shape, strict=True))
+                               for a, b in zip(dst.shape, value.shape, strict=False))
                 dst[region] = value[region]
         self._refresh()
 

@@ -21,7 +21,13 @@ HIST_DELTA = 0  # ||delta_k||
 HIST_GRAD_W = 1  # ||dL/dW_k||
 HIST_UPDATE_RATIO = 2  # ||dW_k applied|| / ||W_k||
 HIST_CHANGE = 3  # ||W_k - W_k(init)|| / ||W_k(init)||
-HIST_COLUMNS = ("delta_norm", "grad_norm", "update_ratio", "weight_change")
+# the chain rule's factors of hidden layer k (NaN for the output layer; see Snapshot)
+HIST_WEIGHT_FACTOR = 4
+HIST_LOCAL_FACTOR = 5
+HIST_NORM_FACTOR = 6
+HIST_SKIP_SHARE = 7
+HIST_COLUMNS = ("delta_norm", "grad_norm", "update_ratio", "weight_change", "weight_factor",
+                "local_factor", "norm_factor", "skip_share")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,16 @@ class Snapshot:
     unit_delta: tuple  # mean over the batch of |delta_k|, (width_k,)
 
     divergence: DivergenceReport | None = None
+
+    # The chain rule one hidden layer at a time, per weight layer like the arrays above
+    # (NaN for the output layer, and before the layer's backward step has run once).
+    # g_k = delta_{k+1} W_{k+1}^T arrives through the weights above, s_k through skip
+    # links leaving k; dL/da_k = g_k + s_k.
+    weight_factor: np.ndarray | None = None  # ||g_k|| / ||delta_{k+1}||
+    local_factor: np.ndarray | None = None  # ||phi'(u_k) * dL/da_k|| / ||dL/da_k||
+    norm_factor: np.ndarray | None = None  # batch norm's backward, ||delta_k|| / ||dL/du_k||
+    skip_share: np.ndarray | None = None  # ||s_k|| / (||g_k|| + ||s_k||), 0 without skips
+    grad_a_norm: np.ndarray | None = None  # ||dL/da_k||
 
     @property
     def n_layers(self) -> int:
@@ -257,6 +273,13 @@ class History:
         """(n_entries - start, n_layers) array of one HIST_* column, oldest first, from
         entry ``start`` on (a view that kept the older entries reads only the new ones)."""
         return self._layers[self._order()[start:], :, column]
+
+    def rows(self, column: int, first: int, count: int) -> np.ndarray:
+        """Entries ``first .. first + count`` (oldest first, clipped to what is stored) of
+        one HIST_* column: (rows, n_layers). Reads only those rows, so a caller that needs
+        a few recent steps (the diagnosis) does not copy the whole history."""
+        first = max(0, int(first))
+        return self._layers[self._order()[first:first + max(0, int(count))], :, column]
 
     def clear(self) -> None:
         self._layers[:] = np.nan

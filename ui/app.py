@@ -89,6 +89,7 @@ DOCKS = (
     ("dock_flow", "Gradient flow", "flow", "GradientFlowView", _RIGHT),
     ("dock_diagnosis", "Diagnosis", "diagnosis", "DiagnosisPanel", _RIGHT),
     ("dock_inspector", "Layer inspector", "inspector", "LayerInspector", _RIGHT),
+    ("dock_factors", "Chain-rule factors", "factors", "FactorsView", _RIGHT),
     ("dock_loss", "Loss && accuracy", "loss", "LossView", _BOTTOM),  # "&&" shows as "&"
     ("dock_history", "Gradient history", "history", "GradientHistoryView", _BOTTOM),
     ("dock_boundary", "Decision boundary", "boundary", "DecisionBoundaryView", _BOTTOM),
@@ -465,6 +466,7 @@ class MainWindow(QMainWindow):
         # bottom row: loss | history | boundary
         self.splitDockWidget(d["dock_flow"], d["dock_diagnosis"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["dock_diagnosis"], d["dock_inspector"])
+        self.tabifyDockWidget(d["dock_inspector"], d["dock_factors"])
         d["dock_diagnosis"].raise_()
         self.splitDockWidget(d["dock_loss"], d["dock_history"], Qt.Orientation.Horizontal)
         self.splitDockWidget(d["dock_history"], d["dock_boundary"], Qt.Orientation.Horizontal)
@@ -689,6 +691,8 @@ class MainWindow(QMainWindow):
         self.compiling_label.setVisible(compiling)
         self.compiling_bar.setVisible(compiling)
         if compiling:
+            self.compiling_label.setText(getattr(self.controller, "startup_text",
+                                                 "Compiling kernels\u2026"))
             self.status["phase"].setText("starting…")
 
     def _on_snapshot_changed(self, snap) -> None:

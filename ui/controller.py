@@ -92,6 +92,8 @@ class SimulationController(QObject):
         self._rate_steps = 0
         self._last_step_count = 0
         self._build_thread = None
+        # what the status bar says while build_in_background runs
+        self.startup_text = "Compiling kernels\u2026"
         if build_now:
             self._build(experiment)
 
@@ -111,24 +113,41 @@ class SimulationController(QObject):
 
     def build_in_background(self) -> None:
         """Compile the kernels and build the simulation off the GUI thread; the window
-        shows a compiling state meanwhile and ``ready`` fires at the end."""
+        shows a compiling (or, from numba's cache, loading) state meanwhile, the first
+        frame as soon as the kernels it needs exist, and ``ready`` fires at the end."""
+        import simulator
+
+        exp = self._experiment0
+        dtypes = tuple(dict.fromkeys(("float32", str(exp.dtype))))
+        self.startup_text = ("Loading kernels\u2026" if simulator.kernels_cached(dtypes)
+                             else "Compiling kernels\u2026")
         self.compiling_changed.emit(True)
         done = _Relay(self)
         done.built.connect(self._on_built)
-        exp = self._experiment0
+        done.first_frame.connect(self._on_first_frame)
 
         def work():
             try:
-                import simulator
-
-                simulator.warmup()
+                # what the first frame needs first: building the simulation runs the
+                # forward and backward pass of its first batch
                 sim = Simulation(exp, history_capacity=self._history_capacity)
+                done.first_frame.emit(sim.snapshot())
+                # then the rest: micro-steps, fused training, the public API
+                simulator.warmup(dtypes)
                 done.built.emit(sim, "")
             except Exception as e:  # reported to the user, never lost
                 done.built.emit(None, f"Could not start the simulation: {e}")
 
         self._build_thread = threading.Thread(target=work, name="warmup", daemon=True)
         self._build_thread.start()
+
+    def _on_first_frame(self, snap) -> None:
+        """Show the network and its first gradients while training's kernels compile;
+        nothing can be stepped until ``ready``."""
+        if self.sim is None:
+            self.snapshot = snap
+            self.experiment_changed.emit(self._experiment0)  # the settings it shows
+            self.snapshot_changed.emit(snap)
 
     def _on_built(self, sim, message: str) -> None:
         self.compiling_changed.emit(False)
@@ -466,3 +485,4 @@ class SimulationController(QObject):
 
 class _Relay(QObject):
     built = Signal(object, str)
+    first_frame = Signal(object)

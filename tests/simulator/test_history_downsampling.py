@@ -67,3 +67,17 @@ def test_clear_starts_over():
     assert len(h) == 0 and h.stride == 1
     _feed(h, 0, 3, True)
     np.testing.assert_array_equal(h.steps(), [1, 2, 3])
+
+
+def test_rows_reads_the_same_entries_as_layer_series_across_the_archive():
+    from simulator.snapshot import HIST_COLUMNS, History
+
+    h = History(3, capacity=20)
+    for step in range(57):  # past the ring twice: the archive has thinned
+        per_layer = np.full((3, len(HIST_COLUMNS)), float(step), np.float32)
+        per_layer[:, 0] += np.arange(3)
+        h.record(step, 0.0, 0.0, 0.0, 0.0, per_layer)
+    whole = h.layer_series(0)
+    for first, count in [(0, 5), (3, 10), (len(h) - 4, 4), (len(h) - 2, 10), (0, len(h))]:
+        np.testing.assert_array_equal(h.rows(0, first, count), whole[first:first + count])
+    assert h.rows(0, len(h), 3).shape == (0, 3)

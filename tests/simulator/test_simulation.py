@@ -534,7 +534,7 @@ def test_simulator_runs_with_qt_unimportable():
 
 
 def test_history_record_many_equals_one_at_a_time_across_the_wrap():
-    from simulator.snapshot import History
+    from simulator.snapshot import HIST_COLUMNS, History
 
     rng = np.random.default_rng(3)
     one, many = History(3, capacity=7), History(3, capacity=7)
@@ -542,7 +542,7 @@ def test_history_record_many_equals_one_at_a_time_across_the_wrap():
     for n in (2, 4, 5, 1, 9):  # crosses the ring's end several times; 9 > capacity
         steps = np.arange(start + 1, start + n + 1, dtype=float)
         cols = rng.normal(size=(n, 5))
-        per_layer = rng.normal(size=(n, 3, 4))
+        per_layer = rng.normal(size=(n, 3, len(HIST_COLUMNS)))
         for i in range(n):
             one.record(steps[i], *cols[i, :4], per_layer[i])
         many.record_many(steps, *(cols[:, c] for c in range(4)), per_layer)

@@ -119,7 +119,8 @@ def test_edit_goes_to_b_only_and_undo_is_per_side(qtbot, compare):
     qtbot.mouseClick(compare.button_apply, Qt.MouseButton.LeftButton)
     assert c.b.spec.hidden[0].activation == "relu"
     assert c.a.spec.hidden[0].activation == "tanh"
-    assert compare.label.text() == "B: relu"
+    # the ReLU remedy comes with He init (simulator/remedies.py), and the label says so
+    assert compare.label.text() == "B: relu; He init"
     assert compare.button_undo_b.isEnabled() and not compare.button_undo_a.isEnabled()
     qtbot.mouseClick(compare.button_step, Qt.MouseButton.LeftButton)
     assert not np.array_equal(c.a.network.params_flat, a_before)  # A trained, not edited
@@ -203,7 +204,7 @@ def test_save_then_open_as_one_file_keeps_both_sides(qtbot, main_window, compare
     w = main_window.compare_windows[-1]
     c, c0 = w.driver.comparison, compare.driver.comparison
     assert c.a.experiment == c0.a.experiment and c.b.experiment == c0.b.experiment
-    assert w.label.text() == compare.label.text() == "B: relu; pretrained"
+    assert w.label.text() == compare.label.text() == "B: relu; He init; pretrained"
     assert np.array_equal(c.b.network.params_flat, c0.b.network.params_flat)
     w.close()
 
