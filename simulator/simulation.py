@@ -558,6 +558,25 @@ class Simulation:
                 dst[region] = value[region]
         self._refresh()
 
+    def projection_params(self) -> dict[str, np.ndarray]:
+        """Copies of every skip projection ``P{i}_{j}``, by name."""
+        return {f"P{i}_{j}": self.network.params[f"P{i}_{j}"].copy()
+                for i, j in self.spec.skips if f"P{i}_{j}" in self.network.params}
+
+    def set_projection_params(self, saved: dict[str, np.ndarray]) -> None:
+        """Write back saved projections whose name and shape the network still has
+        (others are ignored): what an undo uses to put back a projection that the edit
+        threw away, instead of the fresh one the restored structure drew."""
+        net = self.network
+        written = False
+        for name, value in saved.items():
+            dst = net.params.get(name)
+            if dst is not None and dst.shape == np.shape(value):
+                dst[...] = value
+                written = True
+        if written:
+            self._refresh()
+
     def set_init(self, init: str | None = None, gain: float | None = None,
                  sigma_w: float | None = None, sigma_b: float | None = None) -> None:
         """Change the initialization and re-draw every weight (training goes on from

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 import simulator.experiment as experiment_module  # noqa: E402
+from simulator import glossary  # noqa: E402
 from simulator.data import DataSpec  # noqa: E402
 from simulator.experiment import (  # noqa: E402
     Experiment,
@@ -615,7 +616,6 @@ def test_controller_errors_show_without_blocking(qtbot, window, controller):
 
 # -- help -----------------------------------------------------------------------------------------
 def test_help_window_opens_at_a_topic(qtbot, window):
-    glossary = pytest.importorskip("simulator.glossary")
     help_window = window.show_help("residual")
     assert help_window.isVisible() and help_window.current_topic == "residual"
     assert glossary.TOPICS["residual"].title in help_window.browser.toPlainText()
@@ -627,7 +627,6 @@ def test_help_window_opens_at_a_topic(qtbot, window):
 
 
 def test_help_from_the_diagnosis(qtbot, window):
-    pytest.importorskip("simulator.glossary")
     panel = window.diagnosis
     panel.help_requested.emit("batchnorm")
     assert window.help_window.isVisible()
@@ -635,7 +634,6 @@ def test_help_from_the_diagnosis(qtbot, window):
 
 
 def test_help_and_about_from_the_menu(qtbot, window):
-    pytest.importorskip("simulator.glossary")
     click_menu_path(qtbot, window, "Help", "Help topics")
     qtbot.waitUntil(lambda: window.help_window is not None and window.help_window.isVisible())
     click_menu_path(qtbot, window, "Help", "About")
