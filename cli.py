@@ -341,7 +341,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 
 # -- export (added by the export work, issue 4) ------------------------------------------------
-# The export renders with Qt widgets (ui/export.py); its options live in the Qt-free
+# The export renders with Qt widgets (the ui/export/ package); its options live in the Qt-free
 # ui/export_spec.py, so building this parser still imports no Qt.
 
 
@@ -353,7 +353,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     try:
-        from ui.export import cli_run
+        from ui.export.cli import cli_run
     except ImportError as e:
         raise CommandError(f"export needs {e.name or e}, which is not installed "
                            "(pip install -e . installs it)", code=1) from None

@@ -63,6 +63,7 @@ from simulator.spec import uniform_spec  # noqa: E402
 
 from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
+from .export import install_export_action, register_window_class  # noqa: E402
 from .views import colors as C  # noqa: E402
 from .views.controls import ControlsPanel  # noqa: E402
 
@@ -286,8 +287,6 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._connect()
         self._set_sim_actions_enabled(controller.is_ready)
-        from .export import install_export_action  # ui.export builds MainWindows itself
-
         self.exporter = install_export_action(self)
 
     # -- construction ---------------------------------------------------------------------
@@ -718,6 +717,9 @@ class MainWindow(QMainWindow):
         if self.help_window is not None:
             self.help_window.close()
         super().closeEvent(event)
+
+
+register_window_class(MainWindow)  # File > Export's "whole window" view copies this class
 
 
 # -- start-up ------------------------------------------------------------------------------------
