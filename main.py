@@ -16,6 +16,7 @@ Exit codes: 0 done; 1 the window cannot start (the GUI or Qt is missing);
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,6 +50,27 @@ def configure_environment() -> None:
         if not writable:
             os.environ["NUMBA_CACHE_DIR"] = str(_user_cache_dir() / "numba")
 
+
+class InterruptRequest:
+    """A SIGINT handler that only notes Ctrl+C (``requested``).
+
+    Installed before the slow imports: a KeyboardInterrupt raised while numba or
+    llvmlite imports can land in an import-lock callback, where Python prints
+    "Exception ignored" and carries on, so Ctrl+C would be lost. ``main`` then
+    either stops at once (exit 130) and puts back the default handler, or, for
+    ``export``, leaves the request for the export (ui/export/cli.py), which must
+    never get a KeyboardInterrupt while Qt paints."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, _signum, _frame) -> None:
+        self.requested = True
+
+
+INTERRUPT = InterruptRequest()
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, INTERRUPT)
 
 configure_environment()
 
@@ -107,6 +129,11 @@ def run_gui(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if signal.getsignal(signal.SIGINT) is INTERRUPT and not (argv and argv[0] == "export"):
+        if INTERRUPT.requested:  # Ctrl+C while starting up
+            print("main.py: interrupted", file=sys.stderr)
+            return 130
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if argv and argv[0] in COMMANDS:
         args = build_parser(only=argv[0]).parse_args(argv)
         try:

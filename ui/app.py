@@ -77,6 +77,9 @@ KEY_GEOMETRY = "window/geometry"
 KEY_STATE = "window/state"
 KEY_LAST_PATH = "experiment/last_path"
 KEY_LAST_DIR = "experiment/last_dir"
+# the file being started; cleared once it runs, so a start that never finished (killed,
+# out of memory) is not repeated blindly next time
+KEY_STARTING = "experiment/starting"
 
 # (object name, title, module in ui.views, class, dock area)
 _LEFT = Qt.DockWidgetArea.LeftDockWidgetArea
@@ -495,6 +498,7 @@ class MainWindow(QMainWindow):
         c.rate_changed.connect(self._on_rate_changed)
         c.diverged.connect(self._on_diverged)
         c.error.connect(self._on_error)
+        c.start_failed.connect(self._on_start_failed)
         c.ready.connect(self._on_ready)
         canvas = self.canvas
         for signal, slot in (("skip_requested", self.editor.add_skip),
@@ -539,6 +543,9 @@ class MainWindow(QMainWindow):
     # -- controller -> window ------------------------------------------------------------------
     def _on_ready(self) -> None:
         self._set_sim_actions_enabled(True)
+        self.settings.remove(KEY_STARTING)  # it started: safe to reopen next time
+        if self.current_path:
+            self.settings.setValue(KEY_LAST_PATH, self.current_path)
         if self._pending_open is not None:
             experiment, path = self._pending_open
             self._pending_open = None
@@ -588,6 +595,13 @@ class MainWindow(QMainWindow):
     def _on_error(self, message: str) -> None:
         self.show_message(message)
 
+    def _on_start_failed(self, _message: str) -> None:
+        # the file did not start (the controller falls back to the default experiment):
+        # forget it, so neither Save nor the next start goes back to it
+        self.current_path = None
+        self.settings.remove(KEY_LAST_PATH)
+        self.settings.remove(KEY_STARTING)
+
     def show_message(self, text: str, kind: str = "error") -> None:
         """A message the user should read, without stopping anything."""
         self.banner.show_message(text, kind)
@@ -598,9 +612,12 @@ class MainWindow(QMainWindow):
 
     # -- files ---------------------------------------------------------------------------------
     def set_experiment_path(self, path: str | None) -> None:
+        """The file the experiment on screen belongs to. Remembered for the next start
+        only once the simulation runs (``_on_ready``), never for a start that failed."""
         self.current_path = str(path) if path else None
         if self.current_path:
-            self.settings.setValue(KEY_LAST_PATH, self.current_path)
+            if self.controller.is_ready:
+                self.settings.setValue(KEY_LAST_PATH, self.current_path)
             self.settings.setValue(KEY_LAST_DIR, str(Path(self.current_path).parent))
 
     def _dialog_dir(self) -> str:
@@ -751,18 +768,30 @@ def choose_experiment(file: str | None, settings: QSettings
             problem = f"Could not open the experiment. {e}"
     else:
         last = settings.value(KEY_LAST_PATH)
-        if isinstance(last, str) and last:
+        starting = settings.value(KEY_STARTING)
+        if isinstance(last, str) and last and starting == last:
+            # it was being started when the app last went away (killed, out of memory)
+            settings.remove(KEY_LAST_PATH)
+            settings.remove(KEY_STARTING)
+            problem = (f"The last experiment ({last}) did not finish starting last time, "
+                       "so it was not reopened. Open it with File > Open to try again.")
+        elif isinstance(last, str) and last:
             try:
                 return load_experiment(last), last, None
             except ExperimentError:
                 settings.remove(KEY_LAST_PATH)  # moved or broken: start from a preset
+    return default_experiment(), None, problem
+
+
+def default_experiment() -> Experiment:
+    """The preset "deep_sigmoid", else the first preset, else a built-in one."""
     keys = [key for key, _name, _desc in list_presets()]
     for key in ([DEFAULT_PRESET] if DEFAULT_PRESET in keys else []) + keys[:1]:
         try:
-            return load_preset(key), None, problem
+            return load_preset(key)
         except ExperimentError:
             continue
-    return fallback_experiment(), None, problem
+    return fallback_experiment()
 
 
 def open_settings() -> QSettings:
@@ -810,6 +839,26 @@ def _quit_when_done(app: QApplication, window: MainWindow, controller, delay_ms:
     QTimer.singleShot(delay_ms, due)
 
 
+def start_window(file: str | None, settings: QSettings) -> MainWindow:
+    """Show the window on FILE (or the last experiment, or the default) and build its
+    simulation in the background. A file that cannot be built (its data is gone, it
+    does not fit in memory) is reported, forgotten, and the default experiment starts
+    in its place: the window always ends up with a working simulation."""
+    experiment, path, problem = choose_experiment(file, settings)
+    controller = SimulationController(experiment, build_now=False)
+    window = MainWindow(controller, Editor(controller), settings, path=path,
+                        experiment=experiment)
+    window.show()
+    if problem:
+        window.show_message(problem)
+    if path:
+        settings.setValue(KEY_STARTING, path)
+        settings.sync()
+    fallback = default_experiment() if path else None
+    QTimer.singleShot(0, lambda: controller.build_in_background(fallback=fallback))
+    return window
+
+
 def main(argv=None) -> int:
     """``python main.py [FILE.json]``: open the window. argv excludes the program name."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -819,14 +868,8 @@ def main(argv=None) -> int:
     app.setOrganizationName(ORG_NAME)
     apply_theme(app)
     settings = open_settings()
-    experiment, path, problem = choose_experiment(args.file, settings)
-    controller = SimulationController(experiment, build_now=False)
-    editor = Editor(controller)
-    window = MainWindow(controller, editor, settings, path=path, experiment=experiment)
-    window.show()
-    if problem:
-        window.show_message(problem)
-    QTimer.singleShot(0, controller.build_in_background)
+    window = start_window(args.file, settings)
+    controller = window.controller
     _collect_garbage_between_events(app)
     quit_after = os.environ.get("GFL_QUIT_AFTER_MS")
     if quit_after:

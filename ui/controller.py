@@ -57,6 +57,7 @@ class SimulationController(QObject):
     selection_changed = Signal(int)  # selected layer 1..L+1, 0 for none
     rate_changed = Signal(float)  # measured training iterations per second
     error = Signal(str)  # a message for the user (bad file, bad value, ...)
+    start_failed = Signal(str)  # the first experiment could not be built (then: a fallback)
     _worker_snapshot = Signal(object)
 
     def __init__(self, experiment: Experiment, parent=None, build_now: bool = True,
@@ -109,33 +110,56 @@ class SimulationController(QObject):
         self.experiment_changed.emit(sim.experiment)
         self._publish(sim.snapshot())
 
-    def build_in_background(self) -> None:
+    def build_in_background(self, fallback: Experiment | None = None) -> None:
         """Compile the kernels and build the simulation off the GUI thread; the window
-        shows a compiling state meanwhile and ``ready`` fires at the end."""
+        shows a compiling state meanwhile and ``ready`` fires at the end.
+
+        If the experiment cannot be built (its data file is gone, it does not fit in
+        memory, ...), ``start_failed`` and ``error`` carry the reason and ``fallback``
+        (if given) is built instead, so the window is never left without a simulation."""
         self.compiling_changed.emit(True)
         done = _Relay(self)
         done.built.connect(self._on_built)
         exp = self._experiment0
+        capacity = self._history_capacity
 
         def work():
             try:
                 import simulator
 
                 simulator.warmup()
-                sim = Simulation(exp, history_capacity=self._history_capacity)
-                done.built.emit(sim, "")
             except Exception as e:  # reported to the user, never lost
                 done.built.emit(None, f"Could not start the simulation: {e}")
+                return
+            try:
+                done.built.emit(Simulation(exp, history_capacity=capacity), "")
+                return
+            except MemoryError:
+                message = (f"Could not start “{exp.name}”: there is not enough memory for "
+                           "it.")
+            except Exception as e:  # reported to the user, never lost
+                message = f"Could not start “{exp.name}”: {e}"
+            if fallback is None:
+                done.built.emit(None, message)
+                return
+            try:
+                sim = Simulation(fallback, history_capacity=capacity)
+            except Exception as e:
+                done.built.emit(None, f"{message} The default experiment failed too: {e}")
+                return
+            done.built.emit(sim, f"{message} Opened “{fallback.name}” instead.")
 
         self._build_thread = threading.Thread(target=work, name="warmup", daemon=True)
         self._build_thread.start()
 
     def _on_built(self, sim, message: str) -> None:
         self.compiling_changed.emit(False)
-        if sim is None:
+        if message:
+            self.start_failed.emit(message)
+        if sim is not None:
+            self._install(sim)
+        if message:
             self.error.emit(message)
-            return
-        self._install(sim)
 
     @property
     def is_ready(self) -> bool:

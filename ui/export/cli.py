@@ -6,12 +6,17 @@ and for the "window" view); nothing imports this module but the command line."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtWidgets import (
     QApplication,
 )
@@ -142,33 +147,84 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
         load_main_window()
     from ui.controller import SimulationController
 
-    try:
-        controller = SimulationController(experiment, build_now=True)
-    except ValueError as e:  # the experiment's data and network do not fit together
-        return fail(f"cannot start the experiment: {e}", EXIT_BAD_INPUT)
-    progress = TextProgress(err)
-    job = ExportJob(controller, settings, experiment_name=experiment.name, progress=progress)
-    try:
-        job.start()
-    except ExportError as e:
-        controller.shutdown()
-        return fail(str(e), EXIT_BAD_INPUT)
-    try:
-        result = job.run()
-    except ExportError as e:
-        progress.end_line()
-        return fail(str(e), EXIT_FAILED)
-    except KeyboardInterrupt:
-        job.cancel()
-        job.step()
+    with deferred_interrupt() as interrupt:
+        try:
+            controller = SimulationController(experiment, build_now=True)
+        except ValueError as e:  # the experiment's data and network do not fit together
+            return fail(f"cannot start the experiment: {e}", EXIT_BAD_INPUT)
+        except MemoryError:
+            return fail("cannot start the experiment: there is not enough memory for it. "
+                        "Use fewer or narrower layers, a smaller batch or less data.",
+                        EXIT_BAD_INPUT)
+        progress = TextProgress(err)
+        job = ExportJob(controller, settings, experiment_name=experiment.name,
+                        progress=progress)
+        interrupt.on_interrupt = job.cancel
+        try:
+            if interrupt.requested:
+                job.cancel()
+            job.start()
+            result = job.run()
+        except ExportError as e:
+            progress.end_line()
+            return fail(str(e), EXIT_FAILED if job.started else EXIT_BAD_INPUT)
+        finally:
+            dispose(controller)
+    if result.status == "cancelled" or interrupt.requested:
         progress.end_line()
         err.write("main.py export: cancelled; nothing was saved.\n")
+        err.flush()
         return EXIT_INTERRUPTED
-    finally:
-        controller.shutdown()
     for warning in result.warnings:
         err.write(f"main.py export: warning: {warning}\n")
     err.write(f"{result.message} ({result.frames} frames in {result.seconds:.1f} s)\n")
     err.flush()
     return EXIT_OK
 
+
+def dispose(controller) -> None:
+    """Stop and delete the export's controller and every widget the job handed to
+    ``deleteLater``, now. The command runs no event loop, so without this they would
+    be destroyed during interpreter shutdown, in the garbage collector's order and
+    after the QApplication: a segfault at exit (seen after a Ctrl+C)."""
+    controller.shutdown()
+    controller.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+
+
+class deferred_interrupt:
+    """Ctrl+C (SIGINT) as a request, not an exception, for as long as Qt draws.
+
+    Python's default SIGINT handler raises KeyboardInterrupt in whatever Python code
+    runs next, and during an export that is nearly always a pyqtgraph ``paint()``
+    (or another virtual override) called from inside C++ ``QGraphicsView::paintEvent``.
+    An exception cannot unwind through those C++ frames: PySide6 keeps it pending
+    while Qt goes on painting and calling further Python overrides, which crashes
+    (SIGSEGV) or loses the exception (the export then runs to the end). So the
+    handler only records the request and calls ``on_interrupt`` (the job's
+    ``cancel``, which sets a flag); the job stops between frames and removes its
+    temporary output. Restores the previous handler on exit."""
+
+    def __init__(self):
+        self.requested = False
+        self.on_interrupt: Callable[[], None] | None = None
+        self._previous = None
+
+    def _handle(self, _signum, _frame) -> None:
+        self.requested = True
+        if self.on_interrupt is not None:
+            self.on_interrupt()
+
+    def __enter__(self) -> deferred_interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            # main.py notes a Ctrl+C made while it imports (see main.InterruptRequest)
+            if getattr(self._previous, "requested", False):
+                self.requested = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

@@ -126,11 +126,12 @@ class ExportJob:
         self._capture: FrameCapture | None = None
         self._source: FrameSource | None = None
         self._frames: Iterator | None = None
+        self._started = False
         self._t0 = 0.0
 
     @property
     def started(self) -> bool:
-        return self._frames is not None
+        return self._started
 
     @property
     def finished(self) -> bool:
@@ -181,6 +182,7 @@ class ExportJob:
         self._capture = capture
         self._source = source
         self._frames = iter(source)
+        self._started = True
         self.frames_total = source.total
         self._encoder = _EncoderThread(writer)
         self._t0 = time.perf_counter()
@@ -191,7 +193,7 @@ class ExportJob:
         On an error the temporary output is removed and ExportError is raised."""
         if self.result is not None:
             return False
-        if self._frames is None:
+        if not self._started:
             raise RuntimeError("ExportJob.start() first")
         deadline = time.perf_counter() + seconds
         try:
@@ -263,6 +265,12 @@ class ExportJob:
                                    time.perf_counter() - self._t0, tuple(self.warnings))
 
     def _close_capture(self) -> None:
+        # The frame generator is suspended inside the controller's stepping (it holds
+        # the controller and the last snapshot): close it now, not whenever the garbage
+        # collector (or interpreter shutdown, after the QApplication) gets to it.
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
         if self._capture is not None:
             self._capture.close()
             self._capture = None
