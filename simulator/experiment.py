@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .budget import MemoryEstimate, estimate_memory, over_budget
 from .data import DataError, Dataset, DataSpec, make_dataset
 from .spec import MAX_HIDDEN, NetworkSpec, SpecError, _check_choice, _check_float, _check_int
 
@@ -139,6 +140,17 @@ class TrainSpec:
         return cls(**d)
 
 
+def _check_encodable(field: str, text: str) -> None:
+    """Text that cannot be written as UTF-8 (a lone surrogate such as \\ud800, which
+    JSON allows) would fail only later, when printed or saved."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        raise SpecError(field, f"contains an invalid character (U+{ord(bad):04X}, half of "
+                               f"a surrogate pair) at position {e.start + 1}") from None
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Everything needed to rerun a piece of training exactly.
@@ -171,6 +183,16 @@ class Experiment:
                 raise SpecError(name, f"must be a {cls.__name__}")
         object.__setattr__(self, "seed", _check_int("seed", self.seed, 0, 2**32 - 1))
         _check_choice("dtype", self.dtype, DTYPES)
+        for field in ("name", "description"):
+            _check_encodable(field, getattr(self, field))
+        # all the limits together, before anything is allocated
+        problem = over_budget(self.memory_estimate())
+        if problem is not None:
+            raise SpecError("network", f"this experiment {problem}")
+
+    def memory_estimate(self) -> MemoryEstimate:
+        """The bytes a simulation of this experiment will hold (simulator.budget)."""
+        return estimate_memory(self.network, self.data, self.training, self.dtype)
 
     # -- consistency with the data -------------------------------------------------------
     def validate_against(self, dataset: Dataset) -> None:

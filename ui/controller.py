@@ -102,10 +102,12 @@ class SimulationController(QObject):
         self._install(sim)
 
     def _install(self, sim: Simulation) -> None:
+        first = self.sim is None
         with self._hold():
             self.sim = sim
         self._last_step_count = sim.step_count
-        self.ready.emit()
+        if first:
+            self.ready.emit()
         self.structure_changed.emit(sim.spec)
         self.experiment_changed.emit(sim.experiment)
         self._publish(sim.snapshot())
@@ -437,6 +439,11 @@ class SimulationController(QObject):
         except ValueError as e:  # SpecError, DataError, ExperimentError
             self.error.emit(str(e))
             return False
+        except MemoryError:  # the budget check (simulator.budget) let through too much
+            self.error.emit("There is not enough memory for that change; nothing was "
+                            "changed. Use fewer or narrower layers, a smaller batch or "
+                            "less data.")
+            return False
         if structural:
             self.structure_changed.emit(self.sim.spec)
         self.experiment_changed.emit(self.sim.experiment)
@@ -444,13 +451,24 @@ class SimulationController(QObject):
         return True
 
     def open_experiment(self, experiment: Experiment) -> bool:
-        """Start over with another experiment (not undoable: clears the undo stack)."""
+        """Start over with another experiment (not undoable: clears the undo stack).
+
+        All or nothing: the new simulation is built whole first and only then takes
+        the old one's place; if it cannot be built (bad data, not enough memory) the
+        old one stays exactly as it was and ``error`` says why."""
         self.pause()
-        ok = self.apply(lambda sim: sim.set_experiment(experiment))
-        if ok:
-            self.undo_stack.clear()
-            self._last_step_count = 0
-        return ok
+        try:
+            sim = Simulation(experiment, history_capacity=self._history_capacity)
+        except ValueError as e:  # SpecError, DataError, ExperimentError
+            self.error.emit(str(e))
+            return False
+        except MemoryError:
+            self.error.emit(f"There is not enough memory to open “{experiment.name}”; the "
+                            "experiment on screen is unchanged.")
+            return False
+        self.undo_stack.clear()
+        self._install(sim)
+        return True
 
     # -- reading for views ---------------------------------------------------------------
     def predict(self, X):
