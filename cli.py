@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,16 @@ MAX_PROBE_STEPS = 10_000_000
 DESCRIPTION_CHARS = 100
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, carriage returns, ...) shown as
+    \\x1b and the like rather than obeyed by the terminal: names, descriptions and
+    paths come from files. Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class CommandError(Exception):
     """A problem to report on stderr as one clear message, with its exit code."""
 
@@ -76,7 +87,7 @@ def run_subcommand(name: str, args: argparse.Namespace,
     try:
         return (SUBCOMMANDS if commands is None else commands)[name].run(args)
     except CommandError as e:
-        print(f"main.py {name}: error: {e}", file=sys.stderr)
+        print(terminal_safe(f"main.py {name}: error: {e}"), file=sys.stderr)
         return e.code
 
 
@@ -106,7 +117,8 @@ def _run_presets(args: argparse.Namespace) -> int:
     key_w = max(len(k) for k, _, _ in presets)
     name_w = max(len(n) for _, n, _ in presets)
     for key, name, description in presets:
-        print(f"{key:<{key_w}}  {name:<{name_w}}  {_one_line(description)}".rstrip())
+        line = f"{key:<{key_w}}  {name:<{name_w}}  {_one_line(description)}".rstrip()
+        print(terminal_safe(line))
     return EXIT_OK
 
 
@@ -317,9 +329,10 @@ def _run_probe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(report), indent=2, ensure_ascii=False, allow_nan=False))
     else:
-        print(format_probe(report))
+        print(terminal_safe(format_probe(report)))
     if report["divergence"] is not None:
-        print(f"main.py probe: {report['divergence']['message']}", file=sys.stderr)
+        print(terminal_safe(f"main.py probe: {report['divergence']['message']}"),
+              file=sys.stderr)
         return EXIT_DIVERGED
     return EXIT_OK
 

@@ -79,6 +79,7 @@ import argparse  # noqa: E402
 import cli  # noqa: E402  (imports numpy and numba, so after configure_environment)
 
 EXIT_NO_GUI = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 # name -> cli.Subcommand, in the order --help lists them (new commands go in cli.py)
 COMMANDS: dict[str, cli.Subcommand] = dict(cli.SUBCOMMANDS)
@@ -137,10 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         args = build_parser(only=argv[0]).parse_args(argv)
         try:
-            return cli.run_subcommand(args.command, args, COMMANDS)
+            code = cli.run_subcommand(args.command, args, COMMANDS)
+            sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+            return code
         except KeyboardInterrupt:
             print(f"main.py {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # the reader went away (`| head -1`): stop quietly, as a tool killed by
+            # SIGPIPE would; stdout goes to /dev/null so the exit flush cannot fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
     if argv and argv[0] in ("-h", "--help"):
         build_parser().print_help()
         return 0

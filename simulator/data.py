@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,27 +324,58 @@ def _sniff_delimiter(first_line: str) -> str:
     return ","
 
 
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, which must be a regular file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO, a device or
+    /dev/stdin would otherwise block the reader until someone writes to it.
+    Raises OSError (FileNotFoundError, IsADirectoryError) or ValueError (not a
+    regular file: the message says what it is)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+                    "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                    "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise ValueError(f"is {kind}, not a file; give a regular file")
+        if os.fstat(fd).st_size > limit:
+            return b"\0" * (limit + 1)  # the caller reports the size; nothing is read
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def too_big(size: int, limit: int) -> str:
+    return (f"the file is {size:,} bytes, over the limit of {limit:,} bytes "
+            f"({limit // 2**20} MB)")
+
+
 def _read_text(path: Path) -> str:
     try:
-        size = path.stat().st_size
+        raw = read_regular_file(path, MAX_CSV_BYTES)
     except FileNotFoundError:
         raise DataError(f"{path}: the file does not exist") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a CSV file")
-    if size > MAX_CSV_BYTES:
-        raise DataError(
-            f"{path}: the file is {size / 2**20:.0f} MB; at most "
-            f"{MAX_CSV_BYTES // 2**20} MB can be loaded"
-        )
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CSV_BYTES + 1)
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a CSV file") from None
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     if len(raw) > MAX_CSV_BYTES:
-        raise DataError(f"{path}: the file is larger than {MAX_CSV_BYTES // 2**20} MB")
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = len(raw)
+        raise DataError(f"{path}: {too_big(size, MAX_CSV_BYTES)} for a CSV file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

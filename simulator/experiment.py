@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .budget import MemoryEstimate, estimate_memory, over_budget
-from .data import DataError, Dataset, DataSpec, make_dataset
+from .data import DataError, Dataset, DataSpec, make_dataset, read_regular_file, too_big
 from .spec import MAX_HIDDEN, NetworkSpec, SpecError, _check_choice, _check_float, _check_int
+from .tempfiles import remove_stale_temporaries, temp_prefix
 
 FORMAT = "gradient-flow-lab/experiment"
 VERSION = 1
@@ -390,25 +392,22 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment file. A relative CSV path is taken from the file's folder."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ExperimentError("is a folder, not an experiment file", path=str(path))
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ExperimentError(
-                f"the file is {size / 2**20:.1f} MB; an experiment file is at most "
-                f"{MAX_FILE_BYTES // 2**20} MB",
-                path=str(path),
-            )
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ExperimentError("the file does not exist", path=str(path)) from None
+    except IsADirectoryError:
+        raise ExperimentError("is a folder, not an experiment file", path=str(path)) from None
+    except ValueError as e:  # a FIFO, a device: reading it would block
+        raise ExperimentError(str(e), path=str(path)) from None
     except OSError as e:
         raise ExperimentError(f"cannot be read ({e.strerror or e})", path=str(path)) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ExperimentError(
-            f"the file is larger than {MAX_FILE_BYTES // 2**20} MB", path=str(path)
-        )
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = len(raw)
+        raise ExperimentError(f"{too_big(size, MAX_FILE_BYTES)} for an experiment file",
+                              path=str(path))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -417,13 +416,17 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
 
 
 def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
-    """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, then rename.
+    """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, written
+    and fsynced, then renamed over the target.
 
-    A CSV path inside the target folder is stored relative to it, so the folder
-    can be moved or shared as a whole.
+    The file keeps the mode it had (a new file gets the umask's), and a symbolic link
+    is written through to its target rather than replaced by a plain file. A CSV
+    path inside the target folder is stored relative to it, so the folder can be
+    moved or shared as a whole.
     """
     path = Path(path)
-    folder = path.absolute().parent  # the temporary file must be beside the target
+    target = Path(os.path.realpath(path))  # through a symlink, to the file it names
+    folder = target.parent  # the temporary file must be beside the target
     if exp.data.kind == "csv" and exp.data.path is not None:
         csv_path = Path(exp.data.path)
         if csv_path.is_absolute():
@@ -436,11 +439,21 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
     text = exp.to_json()
     tmp_name = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        remove_stale_temporaries(folder)  # left by a save that was killed
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp",
+                                        dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp_name, path)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # mkstemp made it private
+            os.fsync(f.fileno())
+        os.replace(tmp_name, target)
         tmp_name = None
+        _fsync_folder(folder)
     except OSError as e:
         raise ExperimentError(f"cannot be written ({e.strerror or e})", path=str(path)) from None
     finally:
@@ -449,6 +462,34 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    value = os.umask(0o022)
+    os.umask(value)
+    return value
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- presets -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import html  # noqa: E402
 import importlib  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -113,6 +114,12 @@ def _load_view(module: str, cls: str, controller) -> QWidget:
     return getattr(mod, cls)(controller)
 
 
+def plain_tooltip(text: str) -> str:
+    """``text`` as a tooltip shown literally: Qt renders a tooltip that looks like HTML
+    as HTML, so file-derived text is escaped inside an explicit rich-text wrapper."""
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
+
+
 class Banner(QFrame):
     """A message across the top of the canvas that does not block anything:
     divergence reports, refused values, files that would not open."""
@@ -131,6 +138,8 @@ class Banner(QFrame):
         row.setContentsMargins(10, 6, 6, 6)
         self.label = QLabel()
         self.label.setObjectName("banner_text")
+        # messages quote file contents (names, paths, values): never interpreted as HTML
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row.addWidget(self.label, 1)
@@ -449,7 +458,7 @@ class MainWindow(QMainWindow):
             action = self.menu_presets.addAction(name)
             action.setObjectName(f"preset_{key}")
             action.setData(key)
-            action.setToolTip(description)
+            action.setToolTip(plain_tooltip(description))
             action.setStatusTip(description.split("\n")[0][:160])
             action.triggered.connect(lambda _checked=False, k=key: self.open_preset(k))
         if not presets:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import signal
 import sys
 import threading
@@ -104,6 +105,16 @@ def apply_app_theme(app: QApplication) -> None:
     apply_theme(app)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Control characters from file-derived text (names, paths) shown as \\x1b etc.,
+    never obeyed by the terminal (as cli.terminal_safe, which this package cannot
+    import: the window's copy of the program may have no cli.py)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def load_main_window() -> bool:
     """Import the window (which registers itself as the "window" view); False if this
     copy of the program has none (the export then falls back to the composed view)."""
@@ -121,7 +132,7 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
     err = stderr if stderr is not None else sys.stderr
 
     def fail(message: str, code: int) -> int:
-        err.write(f"main.py export: error: {message}\n")
+        err.write(terminal_safe(f"main.py export: error: {message}") + "\n")
         err.flush()
         return code
 
@@ -176,8 +187,9 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
         err.flush()
         return EXIT_INTERRUPTED
     for warning in result.warnings:
-        err.write(f"main.py export: warning: {warning}\n")
-    err.write(f"{result.message} ({result.frames} frames in {result.seconds:.1f} s)\n")
+        err.write(terminal_safe(f"main.py export: warning: {warning}") + "\n")
+    err.write(terminal_safe(f"{result.message} ({result.frames} frames in "
+                            f"{result.seconds:.1f} s)") + "\n")
     err.flush()
     return EXIT_OK
 

@@ -483,6 +483,7 @@ class WindowExporter(QObject):
         box = QMessageBox(QMessageBox.Icon.Information if done else QMessageBox.Icon.Warning,
                           "Export finished" if done else "Export failed", result.message,
                           QMessageBox.StandardButton.Close, self.window)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # paths and names are shown as they are
         if result.warnings:
             box.setInformativeText("\n".join(result.warnings))
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from simulator.tempfiles import remove_stale_temporaries, temp_prefix
 from ui.export_spec import ExportError
 
 MANIFEST_NAME = "frames.json"
@@ -52,6 +53,9 @@ def describe_os_error(e: OSError, dest: Path) -> str:
         return (f"{dest} grew larger than this drive (or your account) allows a file to be. "
                 "Export fewer frames or a smaller size, or choose another drive; nothing was "
                 "saved.")
+    if code == errno.ENOENT and folder.is_dir():  # /proc, /sys: folders that take no files
+        return (f"Cannot write to {dest}: the folder {folder} does not accept new files. "
+                "Choose another folder.")
     if code == errno.ENOENT:
         return (f"Cannot write to {dest}: the folder {folder} does not exist. Create it or "
                 "choose another folder.")
@@ -112,7 +116,9 @@ def _check_destination(fmt: str, dest: Path) -> None:
                               "Choose another folder.")
         raise ExportError(f"Cannot write to {dest}: the folder {dest.parent} does not exist. "
                           "Create it or choose another folder.")
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".check", dir=dest.parent)
+    remove_stale_temporaries(dest.parent)  # left by an export or save that was killed
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=".check",
+                                dir=dest.parent)
     os.close(fd)
     os.unlink(name)
 

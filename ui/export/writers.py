@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.tempfiles import temp_prefix
 from ui.export.files import MANIFEST_NAME, describe_os_error, is_earlier_export, remove_path, umask
 from ui.export.frames import FrameInfo
 from ui.export_spec import ExportError
@@ -56,7 +57,7 @@ class FrameWriter:
         self.tmp = None
 
     def _new_temp_file(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".partial",
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(self.dest.name), suffix=".partial",
                                     dir=self.dest.parent)
         os.close(fd)
         self.tmp = Path(name)
@@ -111,7 +112,7 @@ class PngSequenceWriter(FrameWriter):
     """frame_00000.png, ... and frames.json, in a folder that appears complete or not at all."""
 
     def open(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".partial",
+        self.tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.dest.name), suffix=".partial",
                                          dir=self.dest.parent))
         self.frames = []
 
@@ -137,7 +138,7 @@ class PngSequenceWriter(FrameWriter):
                     raise ExportError(f"The folder {self.dest} was filled with other files "
                                       "during the export. Choose an empty or new folder.")
                 # Move the earlier export aside first, so dest is never half old, half new.
-                old = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".old",
+                old = Path(tempfile.mkdtemp(prefix=temp_prefix(self.dest.name), suffix=".old",
                                             dir=self.dest.parent))
                 os.replace(self.dest, old / "export")
             else:
