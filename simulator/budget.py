@@ -35,6 +35,8 @@ class MemoryEstimate:
     workspace: int  # per-example activations and deltas for a batch and an eval chunk
     data: int  # the data set (float64) and the training copies in the working dtype
     history: int  # the per-layer gradient history
+    n_params: int = 0  # trainable numbers (as Network.n_params)
+    per_example: int = 0  # workspace numbers per example (as Network._ws_per_example)
 
     @property
     def total(self) -> int:
@@ -148,7 +150,8 @@ def estimate_memory(network, data, training, dtype: str = "float32",
     workspace = per_example * s * (batch + min(EVAL_CHUNK, max(n_rows, 1)))
     data_bytes = n_rows * (n_inputs * (8 + s) + 16)
     history = history_capacity * ((L + 2) * HIST_VALUES_PER_LAYER * 4 + HIST_SCALARS * 8)
-    return MemoryEstimate(parameters, optimizer, workspace, data_bytes, history)
+    return MemoryEstimate(parameters, optimizer, workspace, data_bytes, history, n_params,
+                          per_example)
 
 
 def over_budget(estimate: MemoryEstimate) -> str | None:
