@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,8 @@ class Dataset:
     output_dim: int
     name: str
     feature_names: tuple[str, ...] = field(default_factory=tuple)
+    class_names: tuple[str, ...] = ()  # CSV: the label each class number stands for
+    summary: str = ""  # CSV: what the import made of the file (header row, classes)
 
     def __post_init__(self):
         for name in ("X_train", "y_train", "X_test", "y_test"):
@@ -310,7 +313,16 @@ def make_dataset(spec: DataSpec) -> Dataset:
 # -- CSV files -----------------------------------------------------------------------------
 
 
+# A number as written in a table: optional sign, digits with an optional decimal point,
+# optional exponent; or nan / inf (refused later, by name). Python's float() also takes
+# "1_000", which no spreadsheet writes; a cell like that is a typo, not a thousand.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)",
+                     re.IGNORECASE)
+
+
 def _parse_number(cell: str) -> float | None:
+    if not _NUMBER.fullmatch(cell):
+        return None
     try:
         return float(cell)
     except ValueError:
@@ -382,19 +394,40 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: is not a text (UTF-8) CSV file") from None
 
 
-def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
-    """Read a numeric CSV file: features in every column but the last, which is the label.
+@dataclass(frozen=True)
+class CsvTable:
+    """What ``load_csv`` read: X float64 (n, d) not yet standardized; y int64 class
+    numbers (classification) or float64 (n, 1) targets (regression)."""
 
-    Returns ``(X, y, task, feature_names)``. X is float64 (n, d), not yet
-    standardized. If every label is a whole number (and there are at most
-    MAX_CSV_CLASSES distinct ones) the task is "classification" and y is int64,
-    remapped to 0..K-1 in increasing order of the original values; otherwise
-    the task is "regression" and y is float64 (n, 1).
+    X: np.ndarray
+    y: np.ndarray
+    task: str
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # the label of each class number, 0..K-1
+    header_line: int  # the line taken as the header, 0 if none
+    summary: str
 
-    A first row with any non-numeric cell is a header. Blank lines and lines
-    starting with ``#`` are skipped. Commas, semicolons or tabs separate cells.
-    Every problem raises ``DataError`` naming the file, and the line and
-    column where there is one.
+    def __iter__(self):
+        """``X, y, task, feature_names = load_csv(path)`` (the earlier tuple form)."""
+        return iter((self.X, self.y, self.task, self.feature_names))
+
+
+def load_csv(path: str | os.PathLike) -> CsvTable:
+    """Read a CSV data set: features in every column but the last, which is the label.
+
+    Header rule: the first row (after blank and ``#`` lines) is a header when none of
+    its feature cells (every column but the last) is a number; otherwise it is data,
+    and a cell in it that is not a number is an error naming the line and column
+    (never silently dropped). Numbers are written plainly (``-1.5``, ``2e-3``; not
+    ``1_000`` or ``0x1A``).
+
+    Labels: if every label is a whole number (and there are at most
+    MAX_CSV_CLASSES distinct ones) the task is classification, classes numbered in
+    increasing order of the values; if any label is not a number, every label is a
+    class name (``setosa``), classes numbered in alphabetical order of the names;
+    otherwise the task is regression. ``summary`` says which row was the header
+    and how labels became classes. Commas, semicolons or tabs separate cells.
+    Every problem raises ``DataError`` naming the file, and the line and column.
     """
     path = Path(path)
     text = _read_text(path)
@@ -405,7 +438,10 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
     reader = csv.reader(text.splitlines(keepends=True), delimiter=_sniff_delimiter(first))
 
     header: list[str] | None = None
+    header_line = 0
     rows: list[list[float]] = []
+    labels_text: list[str] = []
+    label_lines: list[int] = []
     n_cols = 0
     first_data_line = 0
     try:
@@ -424,8 +460,8 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
                         "least 2 (features, then the label in the last column)"
                     )
                 first_data_line = line
-                if any(_parse_number(c) is None for c in cells):
-                    header = cells
+                if all(_parse_number(c) is None for c in cells[:-1]):
+                    header, header_line = cells, line
                     continue
             if len(cells) != n_cols:
                 raise DataError(
@@ -433,32 +469,47 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
                     f"{first_data_line} has {n_cols}; every row needs the same number"
                 )
             values = []
-            for col, cell in enumerate(cells, start=1):
-                v = _parse_number(cell)
-                if v is None:
-                    what = "is empty" if cell == "" else f"{_short(cell)} is not a number"
-                    raise DataError(f"{path}: line {line}, column {col}: {what}")
-                if not math.isfinite(v):
-                    raise DataError(
-                        f"{path}: line {line}, column {col}: {_short(cell)} is not a finite "
-                        "number (NaN and infinity cannot be used)"
-                    )
-                values.append(v)
+            for col, cell in enumerate(cells[:-1], start=1):
+                values.append(_cell_value(path, line, col, cell))
+            if cells[-1] == "":
+                raise DataError(f"{path}: line {line}, column {n_cols}: the label is empty")
             rows.append(values)
+            labels_text.append(cells[-1])
+            label_lines.append(line)
     except csv.Error as e:
         raise DataError(f"{path}: line {reader.line_num}: cannot be read as CSV ({e})") from None
 
     if len(rows) < 2:
         got = "no data rows" if not rows else "only 1 data row"
         raise DataError(f"{path}: has {got}; at least 2 are needed")
-    table = np.array(rows, dtype=np.float64)
-    X = table[:, :-1].copy()
-    labels = table[:, -1]
+    X = np.array(rows, dtype=np.float64).reshape(len(rows), n_cols - 1)
     if header is not None:
         feature_names = tuple(h or f"x{i + 1}" for i, h in enumerate(header[:-1]))
+        said = f"line {header_line} taken as the header"
     else:
         feature_names = tuple(f"x{i + 1}" for i in range(X.shape[1]))
+        said = "no header (the first row holds numbers)"
+    summary = f"{len(rows)} rows, {X.shape[1]} inputs; {said}"
 
+    numbers = [_parse_number(c) for c in labels_text]
+    if any(v is None for v in numbers):  # class names
+        names = sorted(set(labels_text))
+        if len(names) > MAX_CSV_CLASSES:
+            raise DataError(f"{path}: column {n_cols} (the label) has {len(names)} different "
+                            f"names; at most {MAX_CSV_CLASSES} classes are supported")
+        if len(names) < 2:
+            raise DataError(f"{path}: column {n_cols} (the label) has only one class "
+                            f"({_short(names[0])}); a classifier needs at least 2")
+        index = {name: k for k, name in enumerate(names)}
+        y = np.array([index[c] for c in labels_text], np.int64)
+        mapping = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
+        return CsvTable(X, y, "classification", feature_names, tuple(names), header_line,
+                        f"{summary}; {len(names)} classes from the label names: {mapping}")
+    for value, cell, line in zip(numbers, labels_text, label_lines, strict=True):
+        if not math.isfinite(value):
+            raise DataError(f"{path}: line {line}, column {n_cols}: {_short(cell)} is not a "
+                            "finite number (NaN and infinity cannot be used)")
+    labels = np.array(numbers, np.float64)
     values = np.unique(labels)
     if np.all(labels == np.round(labels)) and len(values) <= MAX_CSV_CLASSES:
         if len(values) < 2:
@@ -467,8 +518,25 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
                 "a classifier needs at least 2"
             )
         y = np.searchsorted(values, labels).astype(np.int64)
-        return X, y, "classification", feature_names
-    return X, labels.reshape(-1, 1), "regression", feature_names
+        names = tuple(f"{v:g}" for v in values)
+        mapping = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
+        return CsvTable(X, y, "classification", feature_names, names, header_line,
+                        f"{summary}; {len(names)} classes: {mapping}")
+    return CsvTable(X, labels.reshape(-1, 1), "regression", feature_names, (), header_line,
+                    f"{summary}; the last column is a target to predict (regression)")
+
+
+def _cell_value(path: Path, line: int, col: int, cell: str) -> float:
+    v = _parse_number(cell)
+    if v is None:
+        what = "is empty" if cell == "" else f"{_short(cell)} is not a number"
+        raise DataError(f"{path}: line {line}, column {col}: {what}")
+    if not math.isfinite(v):
+        raise DataError(
+            f"{path}: line {line}, column {col}: {_short(cell)} is not a finite "
+            "number (NaN and infinity cannot be used)"
+        )
+    return v
 
 
 def _short(cell: str) -> str:
@@ -476,7 +544,14 @@ def _short(cell: str) -> str:
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z-score both parts with the training part's statistics; constant columns become 0."""
+    """z-score both parts with the training part's statistics; constant columns become 0.
+
+    Each column is first divided by its largest magnitude (which leaves z-scores
+    unchanged), so finite values near 1e308 do not overflow in the mean or variance."""
+    peak = np.abs(train).max(axis=0) if len(train) else np.ones(train.shape[1])
+    peak = np.where((peak > 0) & np.isfinite(peak), peak, 1.0)
+    train = train / peak
+    test = test / peak
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
@@ -489,7 +564,8 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _csv_dataset(spec: DataSpec) -> Dataset:
-    X, y, task, feature_names = load_csv(spec.path)
+    table = load_csv(spec.path)
+    X, y, task, feature_names = table.X, table.y, table.task, table.feature_names
     train, test = _split(len(X), spec.test_fraction, np.random.default_rng([spec.seed, 1]))
     X_train, X_test = _standardize(X[train], X[test])
     y_train, y_test = y[train], y[test]
@@ -514,4 +590,6 @@ def _csv_dataset(spec: DataSpec) -> Dataset:
         output_dim=output_dim,
         name=Path(spec.path).stem,
         feature_names=feature_names,
+        class_names=table.class_names,
+        summary=table.summary,
     )
