@@ -410,7 +410,11 @@ class ControlsPanel(QScrollArea):
         self.samples.setEnabled(toy)
         self.classes.setEnabled(data.kind in MULTICLASS_KINDS)
         self.dims.setEnabled(data.kind == "highdim")
-        self.csv_name.setText(_file_name(data.path) if data.kind == "csv" else "")
+        summary = self._csv_summary() if data.kind == "csv" else ""
+        name = _file_name(data.path) if data.kind == "csv" else ""
+        # the import summary: rows, inputs, which line was the header, the class mapping
+        self.csv_name.setTextFormat(Qt.TextFormat.PlainText)  # file contents, shown as is
+        self.csv_name.setText(f"{name}\n{summary}" if summary else name)
         self.csv_name.setToolTip(data.path or "")
 
         self.depth.setValue(net.depth)
@@ -464,6 +468,11 @@ class ControlsPanel(QScrollArea):
             return
         classes = data.classes if kind in MULTICLASS_KINDS else 2
         self._edit_data(kind=kind, classes=classes, path=None)
+
+    def _csv_summary(self) -> str:
+        sim = self.controller.sim
+        dataset = getattr(sim, "dataset", None) if sim is not None else None
+        return getattr(dataset, "summary", "") if dataset is not None else ""
 
     def choose_csv(self) -> bool:
         """Ask for a CSV file and train on it. A file that cannot be used is reported
