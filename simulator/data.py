@@ -14,11 +14,14 @@ target is standardized the same way.
 
 from __future__ import annotations
 
+import array
 import csv
+import io
 import math
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,7 +415,41 @@ class CsvTable:
         return iter((self.X, self.y, self.task, self.feature_names))
 
 
-def load_csv(path: str | os.PathLike) -> CsvTable:
+class LoadCancelled(Exception):
+    """``load_csv``'s ``progress`` callback asked to stop."""
+
+
+_last_table: tuple[tuple, CsvTable] | None = None  # (file identity, what it held)
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def load_csv(path: str | os.PathLike,
+             progress: Callable[[float], bool] | None = None) -> CsvTable:
+    """``read_csv`` with the last file read remembered: the window reads a large file
+    once in the background (with ``progress``), then the edit that uses it finds it
+    here instead of parsing it again on the GUI thread. A file changed on disk
+    (size, time or inode) is read again."""
+    global _last_table
+    path = Path(path)
+    key = _identity(path)
+    cached = _last_table
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]
+    table = read_csv(path, progress)
+    if key is not None:
+        _last_table = (key, table)
+    return table
+
+
+def read_csv(path: str | os.PathLike,
+             progress: Callable[[float], bool] | None = None) -> CsvTable:
     """Read a CSV data set: features in every column but the last, which is the label.
 
     Header rule: the first row (after blank and ``#`` lines) is a header when none of
@@ -428,18 +465,23 @@ def load_csv(path: str | os.PathLike) -> CsvTable:
     otherwise the task is regression. ``summary`` says which row was the header
     and how labels became classes. Commas, semicolons or tabs separate cells.
     Every problem raises ``DataError`` naming the file, and the line and column.
+
+    ``progress(fraction)`` is called every few thousand rows; returning False stops
+    the reading (``LoadCancelled``).
     """
     path = Path(path)
     text = _read_text(path)
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), None)
+    first = next((ln for ln in io.StringIO(text)
+                  if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
         raise DataError(f"{path}: the file is empty")
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=_sniff_delimiter(first))
+    reader = csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(first))
+    total_lines = max(1, text.count("\n") + 1)
 
     header: list[str] | None = None
     header_line = 0
-    rows: list[list[float]] = []
+    rows = array.array("d")  # the feature cells, row after row: 8 bytes each
+    n_rows = 0
     labels_text: list[str] = []
     label_lines: list[int] = []
     n_cols = 0
@@ -452,7 +494,10 @@ def load_csv(path: str | os.PathLike) -> CsvTable:
             if cells[0].lstrip().startswith("#"):
                 continue
             cells = [c.strip() for c in cells]
-            if header is None and not rows and n_cols == 0:
+            if progress is not None and n_rows % 4096 == 4095 and not progress(
+                    min(1.0, line / total_lines)):
+                raise LoadCancelled(str(path))
+            if header is None and not n_rows and n_cols == 0:
                 n_cols = len(cells)
                 if n_cols < 2:
                     raise DataError(
@@ -468,28 +513,28 @@ def load_csv(path: str | os.PathLike) -> CsvTable:
                     f"{path}: line {line} has {len(cells)} columns, but line "
                     f"{first_data_line} has {n_cols}; every row needs the same number"
                 )
-            values = []
             for col, cell in enumerate(cells[:-1], start=1):
-                values.append(_cell_value(path, line, col, cell))
+                rows.append(_cell_value(path, line, col, cell))
             if cells[-1] == "":
                 raise DataError(f"{path}: line {line}, column {n_cols}: the label is empty")
-            rows.append(values)
+            n_rows += 1
             labels_text.append(cells[-1])
             label_lines.append(line)
     except csv.Error as e:
         raise DataError(f"{path}: line {reader.line_num}: cannot be read as CSV ({e})") from None
 
-    if len(rows) < 2:
-        got = "no data rows" if not rows else "only 1 data row"
+    if n_rows < 2:
+        got = "no data rows" if not n_rows else "only 1 data row"
         raise DataError(f"{path}: has {got}; at least 2 are needed")
-    X = np.array(rows, dtype=np.float64).reshape(len(rows), n_cols - 1)
+    X = np.frombuffer(rows, dtype=np.float64).reshape(n_rows, n_cols - 1).copy()
+    del rows
     if header is not None:
         feature_names = tuple(h or f"x{i + 1}" for i, h in enumerate(header[:-1]))
         said = f"line {header_line} taken as the header"
     else:
         feature_names = tuple(f"x{i + 1}" for i in range(X.shape[1]))
         said = "no header (the first row holds numbers)"
-    summary = f"{len(rows)} rows, {X.shape[1]} inputs; {said}"
+    summary = f"{n_rows} rows, {X.shape[1]} inputs; {said}"
 
     numbers = [_parse_number(c) for c in labels_text]
     if any(v is None for v in numbers):  # class names

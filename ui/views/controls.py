@@ -10,9 +10,11 @@ the Editor (``controller.error``) and the widget snaps back to the model.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import replace
 
-from PySide6.QtCore import QMimeData, QPoint, QSignalBlocker, Qt
+from PySide6.QtCore import QMimeData, QObject, QPoint, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QDrag, QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QLabel,
+    QProgressDialog,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -34,11 +37,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.data import KINDS, MULTICLASS_KINDS, DataSpec
+from simulator.data import KINDS, MULTICLASS_KINDS, DataSpec, LoadCancelled, load_csv
 from simulator.experiment import OPTIMIZERS
 from simulator.spec import ACTIVATIONS, INITS, MAX_HIDDEN, MAX_WIDTH
 
 from ..controller import SPEEDS
+
+BACKGROUND_CSV_BYTES = 2 * 2**20  # larger CSV files are read off the GUI thread
 
 ACTIVATION_MIME = "application/x-gfl-activation"
 CSV_FILTER = "CSV files (*.csv *.txt);;All files (*)"
@@ -484,10 +489,82 @@ class ControlsPanel(QScrollArea):
         path, _ = QFileDialog.getOpenFileName(self, "Import CSV data", start, CSV_FILTER)
         if not path:
             return False
+        try:
+            big = os.path.getsize(path) > BACKGROUND_CSV_BYTES
+        except OSError:
+            big = False
+        if big:  # read it off the GUI thread first, with progress and Cancel
+            return CsvLoader(self, path, lambda: self._edit_data(
+                kind="csv", path=path, classes=2)).start()
         return self._edit_data(kind="csv", path=path, classes=2)
 
     def _on_depth(self, depth: int) -> None:
         self.editor.set_depth(depth)
+
+
+class CsvLoader(QObject):
+    """Reads a large CSV on a worker thread under a progress dialog with Cancel; the
+    window keeps answering. When done, ``apply()`` runs on the GUI thread: the edit
+    that uses the file then finds it already read (simulator.data.load_csv keeps the
+    last file). A file that cannot be read is reported; Cancel changes nothing."""
+
+    finished = Signal()
+    _progress = Signal(float)
+    _done = Signal(str)  # "" when read, else the message ("cancel" when cancelled)
+
+    def __init__(self, panel, path: str, apply):
+        super().__init__(panel)
+        self.panel, self.path, self.apply = panel, path, apply
+        self._stop = threading.Event()
+        self.dialog = QProgressDialog(f"Reading {os.path.basename(path)}…", "Cancel", 0, 1000,
+                                      panel)
+        self.dialog.setWindowTitle("Importing CSV")
+        self.dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.dialog.setMinimumDuration(0)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self.dialog.canceled.connect(self._stop.set)
+        self._progress.connect(lambda f: self.dialog.setValue(int(1000 * f)))
+        self._done.connect(self._on_done)
+        self.result: str | None = None  # what happened: "read", "cancelled" or the error
+
+    def start(self) -> bool:
+        self.dialog.show()
+        threading.Thread(target=self._work, name="csv-import", daemon=True).start()
+        return True
+
+    def _work(self) -> None:
+        def progress(fraction: float) -> bool:
+            self._progress.emit(fraction)
+            return not self._stop.is_set()
+
+        try:
+            load_csv(self.path, progress)
+        except LoadCancelled:
+            self._done.emit("cancel")
+            return
+        except (ValueError, MemoryError) as e:  # DataError
+            self._done.emit(str(e) if not isinstance(e, MemoryError) else
+                            f"{self.path}: there is not enough memory to read it")
+            return
+        self._done.emit("")
+
+    def _on_done(self, message: str) -> None:
+        self.dialog.canceled.disconnect()
+        self.dialog.close()
+        self.dialog.deleteLater()
+        if message == "cancel":
+            self.result = "cancelled"
+            self.panel._on_experiment_changed(self.panel._experiment)  # show the old kind
+        elif message:
+            self.result = message
+            self.panel.controller.error.emit(f"Not changed: {message}")
+            self.panel._on_experiment_changed(self.panel._experiment)
+        else:
+            self.result = "read"
+            self.apply()
+        self.finished.emit()
+        self.deleteLater()
 
 
 # -- small widget helpers -------------------------------------------------------------------
