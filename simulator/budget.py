@@ -140,8 +140,9 @@ def estimate_memory(network, data, training, dtype: str = "float32",
     # mask (int8) and layer index (int32) per parameter
     parameters = n_params * (5 * s + 5)
     optimizer = 2 * n_params * s
-    if data.kind == "csv":
-        n_rows, n_inputs = 0, network.input_dim  # the loader caps the file; counted as read
+    if data.kind == "csv":  # a file is capped by the loader; an embedded copy is counted
+        n_rows = data.text.count("\n") + 1 if data.text else 0
+        n_inputs = network.input_dim
     else:
         n_rows = data.n_samples
         n_inputs = data.dims if data.kind == "highdim" else 2

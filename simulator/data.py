@@ -43,6 +43,8 @@ MAX_TEST_FRACTION = 0.9
 # more distinct values than this: then it is almost surely a numeric target.
 MAX_CSV_CLASSES = 100
 MAX_CSV_BYTES = 50 * 1024 * 1024
+MAX_EMBEDDED_CHARS = 3 * 2**20  # an experiment file is at most 4 MB
+EMBED_BY_DEFAULT_BYTES = 256 * 2**10  # Save embeds a CSV this small unless told not to
 
 # Width of the hidden layer of the fixed random "teacher" that labels ``highdim``.
 TEACHER_WIDTH = 16
@@ -74,6 +76,7 @@ class DataSpec:
     classes: int = 2
     dims: int = 20
     path: str | None = None
+    text: str | None = None  # csv only: the file's contents, embedded (then path is a name)
 
     def __post_init__(self):
         _check_choice("data.kind", self.kind, KINDS)
@@ -99,8 +102,14 @@ class DataSpec:
                 raise SpecError("data.path", "a CSV data set needs the path of its file")
             if "\x00" in self.path or len(self.path) > 4096:
                 raise SpecError("data.path", "is not a usable file path")
+            if self.text is not None and (not isinstance(self.text, str)
+                                          or len(self.text) > MAX_EMBEDDED_CHARS):
+                raise SpecError("data.text", "must be the CSV text, at most "
+                                             f"{MAX_EMBEDDED_CHARS:,} characters")
         elif self.path is not None:
             raise SpecError("data.path", f"is only used when kind is 'csv', not '{self.kind}'")
+        elif self.text is not None:
+            raise SpecError("data.text", f"is only used when kind is 'csv', not '{self.kind}'")
 
     def to_dict(self) -> dict:
         return {
@@ -112,6 +121,7 @@ class DataSpec:
             "classes": self.classes,
             "dims": self.dims,
             "path": self.path,
+            **({"text": self.text} if self.text is not None else {}),
         }
 
     @classmethod
@@ -119,7 +129,7 @@ class DataSpec:
         if not isinstance(d, dict):
             raise SpecError("data", f"must be an object, got {type(d).__name__}")
         allowed = {"kind", "n_samples", "noise", "test_fraction", "seed", "classes", "dims",
-                   "path"}
+                   "path", "text"}
         unknown = set(d) - allowed
         if unknown:
             raise SpecError("data", f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
@@ -470,7 +480,13 @@ def read_csv(path: str | os.PathLike,
     the reading (``LoadCancelled``).
     """
     path = Path(path)
-    text = _read_text(path)
+    return parse_csv(_read_text(path), path, progress)
+
+
+def parse_csv(text: str, path: str | os.PathLike,
+              progress: Callable[[float], bool] | None = None) -> CsvTable:
+    """``read_csv`` on text already read (an embedded copy); ``path`` names it in
+    messages."""
     first = next((ln for ln in io.StringIO(text)
                   if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
@@ -609,7 +625,10 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _csv_dataset(spec: DataSpec) -> Dataset:
-    table = load_csv(spec.path)
+    if spec.text is not None:
+        table = parse_csv(spec.text, f"{spec.path} (embedded)")
+    else:
+        table = load_csv(spec.path)
     X, y, task, feature_names = table.X, table.y, table.task, table.feature_names
     train, test = _split(len(X), spec.test_fraction, np.random.default_rng([spec.seed, 1]))
     X_train, X_test = _standardize(X[train], X[test])

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from .budget import MemoryEstimate, estimate_memory, over_budget
-from .data import DataError, Dataset, DataSpec, make_dataset, read_regular_file, too_big
+from .data import (
+    EMBED_BY_DEFAULT_BYTES,
+    MAX_EMBEDDED_CHARS,
+    DataError,
+    Dataset,
+    DataSpec,
+    make_dataset,
+    read_regular_file,
+    too_big,
+)
 from .spec import MAX_HIDDEN, NetworkSpec, SpecError, _check_choice, _check_float, _check_int
 from .tempfiles import remove_stale_temporaries, temp_prefix
 
@@ -415,7 +424,8 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     return Experiment.from_json(text, base_dir=path.resolve().parent, source=str(path))
 
 
-def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
+def save_experiment(exp: Experiment, path: str | os.PathLike,
+                    embed_csv: bool | None = None) -> None:
     """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, written
     and fsynced, then renamed over the target.
 
@@ -423,10 +433,15 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
     is written through to its target rather than replaced by a plain file. A CSV
     path inside the target folder is stored relative to it, so the folder can be
     moved or shared as a whole.
+
+    ``embed_csv``: copy the CSV's contents into the file (True), keep only the path
+    (False), or embed files of at most EMBED_BY_DEFAULT_BYTES (None, the default),
+    so a copied experiment file still opens. An embedded copy stays embedded.
     """
     path = Path(path)
     target = Path(os.path.realpath(path))  # through a symlink, to the file it names
     folder = target.parent  # the temporary file must be beside the target
+    exp = _with_csv_embedded(exp, embed_csv)
     if exp.data.kind == "csv" and exp.data.path is not None:
         csv_path = Path(exp.data.path)
         if csv_path.is_absolute():
@@ -462,6 +477,38 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _with_csv_embedded(exp: Experiment, embed_csv: bool | None) -> Experiment:
+    data = exp.data
+    if data.kind != "csv" or data.path is None:
+        return exp
+    if embed_csv is False:
+        return replace(exp, data=replace(data, text=None)) if data.text is not None else exp
+    if data.text is not None:
+        return exp
+    try:
+        size = os.path.getsize(data.path)
+    except OSError:
+        if embed_csv:
+            raise ExperimentError(f"the data file {data.path} cannot be read, so it cannot "
+                                  "be embedded", field="data.path") from None
+        return exp  # missing: the path is kept, and opening the file will say so
+    if embed_csv is None and size > EMBED_BY_DEFAULT_BYTES:
+        return exp
+    if size > MAX_EMBEDDED_CHARS:
+        raise ExperimentError(f"the data file is {size:,} bytes; at most "
+                              f"{MAX_EMBEDDED_CHARS:,} can be embedded in an experiment",
+                              field="data.text")
+    try:
+        raw = read_regular_file(Path(data.path), MAX_EMBEDDED_CHARS)
+        text = raw.decode("utf-8-sig")
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        if embed_csv:
+            raise ExperimentError(f"the data file {data.path} cannot be embedded ({e})",
+                                  field="data.path") from None
+        return exp
+    return replace(exp, data=replace(data, text=text))
 
 
 def _umask() -> int:

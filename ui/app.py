@@ -27,6 +27,7 @@ import html  # noqa: E402
 import importlib  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer  # noqa: E402
@@ -81,6 +82,7 @@ KEY_LAST_DIR = "experiment/last_dir"
 # the file being started; cleared once it runs, so a start that never finished (killed,
 # out of memory) is not repeated blindly next time
 KEY_STARTING = "experiment/starting"
+KEY_EMBED_CSV = "experiment/embed_csv"
 
 # (object name, title, module in ui.views, class, dock area)
 _LEFT = Qt.DockWidgetArea.LeftDockWidgetArea
@@ -323,6 +325,17 @@ class MainWindow(QMainWindow):
                                         [QKeySequence.StandardKey.Save])
         self.action_save_as = self._action("action_save_as", "Save &As…", self.save_as_dialog,
                                            ["Ctrl+Shift+S"])
+        # the choice Save makes for CSV data: a copy inside the file (so a copied
+        # experiment still opens; small files only) or a link to the CSV
+        self.action_embed_csv = QAction("Embed Small CSV Data When Saving", self)
+        self.action_embed_csv.setObjectName("action_embed_csv")
+        self.action_embed_csv.setCheckable(True)
+        self.action_embed_csv.setChecked(self.settings.value(KEY_EMBED_CSV, True, type=bool))
+        self.action_embed_csv.setStatusTip(
+            "Save a CSV of up to 256 kB inside the experiment file, so the file opens anywhere; "
+            "unchecked, only the path to the CSV is saved")
+        self.action_embed_csv.toggled.connect(
+            lambda on: self.settings.setValue(KEY_EMBED_CSV, bool(on)))
         self.action_export = QAction("&Export animation…", self)
         self.action_export.setObjectName("action_export")
         self.action_export.setEnabled(False)
@@ -410,6 +423,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addAction(self.action_save)
         file.addAction(self.action_save_as)
+        file.addAction(self.action_embed_csv)
         file.addSeparator()
         file.addAction(self.action_export)
         file.addSeparator()
@@ -646,7 +660,39 @@ class MainWindow(QMainWindow):
         except ExperimentError as e:
             self.show_message(f"Could not open the experiment. {e}")
             return False
+        experiment = self._locate_missing_csv(experiment)
+        if experiment is None:
+            return False
         return self._open(experiment, path)
+
+    def _locate_missing_csv(self, experiment: Experiment) -> Experiment | None:
+        """An experiment that links to a CSV file that is not there (moved, or the
+        experiment file was copied alone): say so and let the user find the file.
+        Returns the experiment with the new path, or None if the user gives up."""
+        data = experiment.data
+        if data.kind != "csv" or data.text is not None or os.path.exists(data.path):
+            return experiment
+        box = QMessageBox(QMessageBox.Icon.Warning, "Data file not found",
+                          f"“{experiment.name}” trains on a CSV file that is not there:\n"
+                          f"{data.path}\n\nLocate the file to open the experiment.",
+                          QMessageBox.StandardButton.Cancel, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        locate = box.addButton("Locate…", QMessageBox.ButtonRole.AcceptRole)
+        box.setObjectName("locate_csv_box")
+        box.exec()
+        found = ""
+        if box.clickedButton() is locate:
+            found, _ = QFileDialog.getOpenFileName(self, "Locate the data file",
+                                                   str(Path(data.path).parent),
+                                                   "CSV files (*.csv *.tsv *.txt);;All files (*)")
+        if not found:
+            self.show_message(f"Not opened: the data file {data.path} is missing.")
+            return None
+        try:
+            return replace(experiment, data=replace(data, path=found))
+        except ValueError as e:
+            self.show_message(f"Could not use {found}. {e}")
+            return None
 
     def open_preset(self, key: str) -> bool:
         try:
@@ -694,7 +740,8 @@ class MainWindow(QMainWindow):
         with self.controller.locked() as sim:
             experiment = sim.experiment
         try:
-            save_experiment(experiment, path)
+            save_experiment(experiment, path,
+                            embed_csv=None if self.action_embed_csv.isChecked() else False)
         except ExperimentError as e:
             self.show_message(f"Could not save. {e}")
             return False
