@@ -28,6 +28,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/core.py
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/ui.py
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/export.py
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/sweep.py
 
 # the README's pictures, from the real window on a virtual X server
 screenshots: $(STAMP)

@@ -37,6 +37,7 @@ from simulator.experiment import (
     load_experiment,
     load_preset,
 )
+from simulator.remedies import REMEDIES, apply_remedy
 from simulator.simulation import Simulation
 from simulator.snapshot import Snapshot
 from simulator.spec import SpecError
@@ -151,8 +152,25 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=_steps, default=0, metavar="N",
                         help="training iterations before measuring (default 0: the gradients "
                              "of the first batch at initialization, without an update)")
+    parser.add_argument("--remedy", action="append", default=[], metavar="KEY",
+                        type=_remedy_key,
+                        help="apply a remedy the diagnosis offers (repeatable, applied in "
+                             "order): " + ", ".join(REMEDIES))
+    parser.add_argument("--remedy-at", type=_steps, default=0, metavar="STEP",
+                        help="train to STEP, apply the remedies, then train the rest of "
+                             "--steps (default 0: before any training)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON (NaN and Inf become null)")
+    parser.add_argument("--compare", action="store_true",
+                        help="probe a comparison (A and B in lockstep): --preset names a "
+                             "comparison preset, --experiment a comparison file")
+
+
+def _remedy_key(text: str) -> str:
+    if text not in REMEDIES:
+        raise argparse.ArgumentTypeError(
+            f"unknown remedy {text!r}; available: {', '.join(REMEDIES)}")
+    return text
 
 
 def _load(args: argparse.Namespace) -> Experiment:
@@ -164,9 +182,12 @@ def _load(args: argparse.Namespace) -> Experiment:
         raise CommandError(str(e)) from None
 
 
-def probe(experiment: Experiment, steps: int) -> Simulation:
+def probe(experiment: Experiment, steps: int, remedies=(), remedy_at: int = 0):
     """The simulation of ``experiment`` after ``steps`` iterations (0: as built, which
-    already holds the first batch's gradients)."""
+    already holds the first batch's gradients), with ``remedies`` applied after
+    ``remedy_at`` of them. Returns (simulation, snapshot at the start, what was applied)."""
+    if remedies and remedy_at > steps:
+        raise CommandError(f"--remedy-at {remedy_at} is after the last step (--steps {steps})")
     try:
         dataset = experiment.build_dataset()
         sim = Simulation(experiment, dataset=dataset)
@@ -175,9 +196,24 @@ def probe(experiment: Experiment, steps: int) -> Simulation:
     except MemoryError:
         raise CommandError("the network or its data is too large for this computer's "
                            "memory; make it narrower or shallower") from None
-    if steps > 0:
-        sim.run(steps, snapshot=False)
-    return sim
+    baseline = sim.snapshot()
+    applied = []
+    if remedies:
+        if remedy_at > 0:
+            sim.run(remedy_at, snapshot=False)
+        for key in remedies:
+            try:
+                changes = apply_remedy(sim, key)
+            except ValueError as e:
+                raise CommandError(f"--remedy {key}: {e}") from None
+            # a run that diverged before remedy_at gets the remedy where it stopped
+            applied.append({"key": key, "label": REMEDIES[key].label, "step": sim.step_count,
+                            "changes": changes})
+        if sim.spec != baseline.spec:
+            baseline = None  # another structure: no start record to compare with
+    if steps > sim.step_count and sim.divergence is None:
+        sim.run(steps - sim.step_count, snapshot=False)
+    return sim, baseline, applied
 
 
 def _finite_or_none(x):
@@ -201,17 +237,18 @@ def _layer_rows(snap: Snapshot) -> list[dict]:
     return rows
 
 
-def _findings(sim: Simulation, snap: Snapshot) -> list[dict] | None:
+def _findings(sim: Simulation, snap: Snapshot, baseline=None) -> list[dict] | None:
     if diagnose is None:
         return None
-    found = diagnose(sim.spec, snap, sim.history, sim.training)
+    found = diagnose(sim.spec, snap, sim.history, sim.training, baseline=baseline)
     return [{"kind": f.kind, "severity": f.severity, "title": f.title, "detail": f.detail,
              "layers": list(f.layers),
              "remedies": [{"key": r.key, "label": r.label} for r in f.remedies]}
             for f in found]
 
 
-def probe_report(sim: Simulation, source: dict, steps: int) -> dict:
+def probe_report(sim: Simulation, source: dict, steps: int, baseline=None,
+                 applied=()) -> dict:
     """Everything ``probe`` prints, as plain data (floats may be NaN)."""
     snap = sim.snapshot()
     div = snap.divergence
@@ -229,8 +266,9 @@ def probe_report(sim: Simulation, source: dict, steps: int) -> dict:
         "divergence": None if div is None else {
             "step": div.step, "phase": div.phase, "layer": div.layer, "quantity": div.quantity,
             "message": div.message},
+        "remedies_applied": list(applied),
         "layers": _layer_rows(snap),
-        "findings": _findings(sim, snap),
+        "findings": _findings(sim, snap, baseline),
     }
 
 
@@ -283,6 +321,9 @@ def format_probe(report: dict) -> str:
     else:
         lines.append(f"after {step} training step{'s' if step != 1 else ''}, "
                      f"batch size {report['batch_size']}")
+    for r in report.get("remedies_applied", ()):
+        lines.append(f"remedy '{r['label']}' applied at step {r['step']}: "
+                     + "; ".join(r["changes"]))
     lines.append(f"loss {_num(report['loss'])}   accuracy {_percent(report['accuracy'])}   "
                  f"held-out loss {_num(report['val_loss'])}   "
                  f"held-out accuracy {_percent(report['val_accuracy'])}")
@@ -321,11 +362,15 @@ def _describe_source(source: dict) -> str:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    from cli_compare import maybe_run_probe  # comparisons and pretraining sections
+    handled = maybe_run_probe(args)
+    if handled is not None:
+        return handled
     experiment = _load(args)
     source = ({"preset": args.preset} if args.preset is not None
               else {"file": str(args.experiment)})
-    sim = probe(experiment, args.steps)
-    report = probe_report(sim, source, args.steps)
+    sim, baseline, applied = probe(experiment, args.steps, args.remedy, args.remedy_at)
+    report = probe_report(sim, source, args.steps, baseline, applied)
     if args.json:
         print(json.dumps(_json_safe(report), indent=2, ensure_ascii=False, allow_nan=False))
     else:
@@ -384,3 +429,9 @@ try:
     SUBCOMMANDS["export"] = _export_subcommand()
 except ImportError:  # a copy of the program without ui/: no export command
     pass
+
+# -- sweep, sweep-plot (issue 11): defined in cli_sweep.py, which imports this module's
+# Subcommand and CommandError, hence the import at the end.
+from cli_sweep import SUBCOMMANDS as _SWEEP_SUBCOMMANDS  # noqa: E402
+
+SUBCOMMANDS.update(_SWEEP_SUBCOMMANDS)

@@ -98,6 +98,7 @@ def main(argv=None) -> int:
             settle(app, 200)
             save(help_window, args.out / "help.png")
             help_window.close()
+        window.unattended_answer = "discard"  # the remedies were for the pictures only
         window.close()
         controller.deleteLater()
         settle(app, 50)

@@ -1,10 +1,18 @@
 """Name what is going wrong in a training run, with the numbers, and what to try.
 
 ``diagnose(spec, snapshot, history)`` is a pure function: it reads one
-snapshot (and, when given, the recorded history) and returns findings. Each
-finding says what was measured in plain words and offers only the remedies
-that make sense for this network; the UI turns a remedy's ``key`` into an
-undoable edit, so the keys are part of the interface.
+snapshot and a recent window of the recorded history, and returns findings.
+Each finding says what was measured in plain words and offers only the
+remedies that make sense for this network, each a key of
+``simulator.remedies.REMEDIES`` (the window, the command line and the tests
+apply them through ``simulator.remedies.apply_remedy``).
+
+Gradient-flow numbers are medians over the last ``WINDOW`` recorded steps, so
+one noisy mini-batch does not switch a finding on or off; ``previous`` (the
+findings of the last call) keeps a finding on until its number is clearly back
+inside the healthy range (hysteresis). ``baseline`` (a snapshot taken at the
+start) tells units that switched off during training (dying) from units that
+were off from initialization.
 
 Nothing is concluded from NaN: before the first backward pass, the
 gradient-flow checks stay silent, and an empty list means "not enough data yet".
@@ -13,17 +21,24 @@ gradient-flow checks stay silent, and an empty list means "not enough data yet".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from .snapshot import HIST_DELTA, History, Snapshot
-from .spec import NetworkSpec, residual_skips
-from .theory import mean_field
+from .remedies import REMEDIES, Remedy, remedy_applies
+from .snapshot import HIST_DELTA, HIST_UPDATE_RATIO, History, Snapshot
+from .spec import NetworkSpec
 
-KINDS = ("vanishing", "exploding", "dead_units", "saturation", "stalled", "diverged", "healthy")
+__all__ = ["KINDS", "SEVERITIES", "REMEDIES", "Remedy", "Finding", "diagnose",
+           "remedy_applies", "saturated_fraction"]
+
+KINDS = ("vanishing", "exploding", "dead_network", "dead_units", "saturation", "stalled",
+         "diverged", "healthy")
 SEVERITIES = ("info", "warning", "critical")
 
+# The gradient-flow checks read the median of the last WINDOW recorded steps.
+WINDOW = 20
 # ||delta_k|| / ||delta_out|| below this for some hidden layer: vanishing
 VANISHING_RATIO = 1e-3
 VANISHING_CRITICAL = 1e-6
@@ -34,33 +49,46 @@ SLOW_LAYER_RATIO = 1e-2
 # ... above this: exploding
 EXPLODING_RATIO = 1e3
 EXPLODING_CRITICAL = 1e6
+# A step longer than this fraction of a layer's weights, while the gradient
+# grows by more than EXPLODING_GROWTH towards the input, is an exploding
+# gradient too: one such step wrecks the weights whatever the depth ratio.
+EXPLODING_STEP = 0.5
+EXPLODING_GROWTH = 10.0
 # a delta or weight-gradient norm this large is exploding whatever the ratio
 ENORMOUS_NORM = 1e6
+# A layer with more than DEAD_FRACTION of its units off for the whole batch.
+# Units are "dying" when the fraction off, averaged over the layers, rose by at
+# least DYING_RISE since the start.
 DEAD_FRACTION = 0.4
 DEAD_CRITICAL = 0.8
+DYING_RISE = 0.2
+# A dead network: some layer this dead, and less than DEAD_NETWORK_SIGNAL of
+# the output layer's gradient arriving at layer 1.
+DEAD_NETWORK_FRACTION = 0.9
+DEAD_NETWORK_SIGNAL = 1e-6
+# A unit is saturated when its mean slope over the batch is below this
+# fraction of its activation's largest slope (1/4 for sigmoid, 1 for tanh).
+SATURATION_SLOPE = 0.2
 SATURATED_FRACTION = 0.5
 SATURATED_CRITICAL = 0.9
+# Hysteresis: a finding raised last time stays while its number is within
+# HOLD_FACTOR (ratios) or HOLD_FRACTION (fractions) of the threshold.
+HOLD_FACTOR = 2.0
+HOLD_FRACTION = 0.1
 # the loss is "stalled" when over the last STALL_WINDOW recorded steps it fell
 # by less than STALL_MIN_DROP (relative) while still above STALL_LOSS_FLOOR
 STALL_WINDOW = 200
 STALL_MIN_DROP = 0.01
 STALL_LOSS_FLOOR = 0.01
-STALL_RISE = 0.05  # a relative rise beyond this is reported as "rising"
+STALL_RISE = 0.2  # a relative rise beyond this (mini-batch noise is smaller) is "rising"
 STALL_SPIKE = 3.0  # a loss this many times the window's median counts as a spike
 # Update-to-weight ratio per step: around 1e-3 is the usual healthy range.
 SMALL_UPDATE_RATIO = 1e-4
 LARGE_UPDATE_RATIO = 1e-1
 
 _RELU_FAMILY = ("relu", "leaky_relu", "prelu")
-
-
-@dataclass(frozen=True)
-class Remedy:
-    """Something the user can try. ``key`` names the edit the UI performs."""
-
-    key: str
-    label: str  # button text
-    why: str  # one sentence
+# largest slope of each saturating activation, and its slope from its output a
+_MAX_SLOPE = {"sigmoid": 0.25, "tanh": 1.0, "softsign": 1.0}
 
 
 @dataclass(frozen=True)
@@ -73,99 +101,31 @@ class Finding:
     remedies: tuple[Remedy, ...] = ()
 
 
-REMEDIES: dict[str, Remedy] = {
-    r.key: r
-    for r in (
-        Remedy(
-            "relu",
-            "Switch sigmoid/tanh layers to ReLU",
-            "ReLU passes the gradient on with slope exactly 1 wherever a unit is active, "
-            "instead of the at most 1/4 (sigmoid) or less-than-1 (tanh) of a saturating unit.",
-        ),
-        Remedy(
-            "leaky_relu",
-            "Switch ReLU layers to leaky ReLU",
-            "A small slope for negative inputs lets some gradient through units that would "
-            "otherwise be switched off for every example.",
-        ),
-        Remedy(
-            "residual",
-            "Add residual skip links",
-            "An identity shortcut has derivative 1, so the gradient can travel past the layers "
-            "that shrink it.",
-        ),
-        Remedy(
-            "batchnorm",
-            "Batch norm on all hidden layers",
-            "Normalizing every layer's pre-activations over the batch keeps units in the range "
-            "where their derivative is large.",
-        ),
-        Remedy(
-            "he_init",
-            "Re-initialize with He normal",
-            "Weights with variance 2/fan_in exactly make up for ReLU zeroing half its inputs, "
-            "so the gradient norm stays level through the layers.",
-        ),
-        Remedy(
-            "lecun_selu",
-            "SELU with LeCun normal init",
-            "SELU with variance-1/fan_in weights pulls every layer's activations towards mean 0 "
-            "and variance 1 without any normalization layer.",
-        ),
-        Remedy(
-            "clip_norm",
-            "Clip the gradient norm at 1.0",
-            "Scaling any gradient longer than 1 back to length 1 keeps its direction but stops "
-            "one huge step from wrecking the weights.",
-        ),
-        Remedy(
-            "lower_lr",
-            "Divide the learning rate by 10",
-            "Smaller steps keep the updates from overshooting, pushing units into dead or "
-            "saturated regions, or blowing up.",
-        ),
-        Remedy(
-            "raise_lr",
-            "Multiply the learning rate by 3",
-            "When every layer's updates are tiny compared with its weights, larger steps let "
-            "training make progress.",
-        ),
-    )
-}
-
-
-def remedy_applies(key: str, spec: NetworkSpec) -> bool:
-    """Whether remedy ``key`` would change anything for ``spec``."""
-    if key not in REMEDIES:
-        raise ValueError(f"unknown remedy {key!r}")
-    acts = [h.activation for h in spec.hidden]
-    if key == "relu":
-        return any(a in ("sigmoid", "tanh") for a in acts)
-    if key == "leaky_relu":
-        return "relu" in acts
-    if key == "residual":
-        # a full ResNet-style stack of two-layer blocks would have this many skips
-        return spec.depth >= 3 and len(spec.skips) < len(residual_skips(spec.depth))
-    if key == "batchnorm":
-        return spec.depth >= 1 and not all(h.batchnorm for h in spec.hidden)
-    if key == "he_init":
-        # He init is derived for rectifiers; on tanh/sigmoid layers it overshoots
-        return (
-            spec.init not in ("he_normal", "he_uniform")
-            and bool(acts)
-            and all(a in _RELU_FAMILY for a in acts)
-        )
-    if key == "lecun_selu":
-        return bool(acts) and not (all(a == "selu" for a in acts) and spec.init == "lecun_normal")
-    return True  # clip_norm, lower_lr, raise_lr are training settings, always possible
-
-
-def _remedies(spec: NetworkSpec, keys) -> tuple[Remedy, ...]:
+def _remedies(spec: NetworkSpec, keys, training=None) -> tuple[Remedy, ...]:
     seen: list[str] = []
     for key in keys:
-        if key not in seen and remedy_applies(key, spec):
+        if key not in seen and remedy_applies(key, spec, training):
             seen.append(key)
     return tuple(REMEDIES[k] for k in seen)
+
+
+def _vanishing_keys(spec: NetworkSpec) -> list[str]:
+    """What brings a vanishing gradient back, as measured by the remedy suite: on a
+    rectifier stack batch norm alone does not reliably, so it is left out there."""
+    rectifiers = any(h.activation in _RELU_FAMILY for h in spec.hidden)
+    if spec.skips:
+        # identity skips add up the layer outputs: with ReLU or SELU at full scale the
+        # sum grows without bound (a remedy run diverged that way)
+        keys = ["residual"]
+    elif rectifiers:
+        # a rectifier stack needs its weight scale fixed; skips around every ReLU layer
+        # make the sum grow until it overflows, and batch norm alone is unreliable here
+        return ["he_init", "lecun_selu"]
+    else:
+        keys = ["relu", "residual", "lecun_selu"]
+    if not rectifiers:
+        keys.append("batchnorm")
+    return keys
 
 
 # -- number formatting -------------------------------------------------------------
@@ -208,6 +168,152 @@ def _values(a, n: int) -> np.ndarray:
     return arr if arr.shape == (n,) else np.full(n, np.nan)
 
 
+# -- what the checks read -------------------------------------------------------------
+
+def saturated_fraction(spec: NetworkSpec, snapshot: Snapshot) -> np.ndarray:
+    """Per hidden layer, the fraction of units whose mean slope over the batch is
+    below SATURATION_SLOPE of their activation's largest slope (NaN for layers whose
+    activation does not saturate on both sides, or without activations)."""
+    depth = spec.depth
+    out = np.full(depth, np.nan)
+    acts = snapshot.activations
+    if len(acts) < depth:
+        return out
+    measured = _values(snapshot.saturated_fraction, depth + 1)
+    # one vectorized pass per activation over all its layers (a 100-layer net in the
+    # frame budget): the layers' units side by side, then a count per layer
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, layer in enumerate(spec.hidden):
+        # the core marks a layer whose forward pass has run with a finite fraction
+        if (layer.activation in _MAX_SLOPE and math.isfinite(measured[i])
+                and np.ndim(acts[i]) == 2 and np.size(acts[i])):
+            groups.setdefault((layer.activation, np.shape(acts[i])[0]), []).append(i)
+    for (name, _), idx in groups.items():
+        max_slope = _MAX_SLOPE[name]
+        a = np.concatenate([np.asarray(acts[i], dtype=np.float64) for i in idx], axis=1)
+        if name == "sigmoid":
+            slope = a * (1.0 - a)
+        elif name == "tanh":
+            slope = 1.0 - a * a
+        else:  # softsign: phi' = (1 - |phi|)^2
+            slope = (1.0 - np.abs(a)) ** 2
+        flat = (slope.mean(axis=0) / max_slope < SATURATION_SLOPE).astype(np.float64)
+        flat[~np.isfinite(a).all(axis=0)] = np.nan
+        widths = np.array([np.shape(acts[i])[1] for i in idx])
+        starts = np.concatenate(([0], np.cumsum(widths)[:-1]))
+        out[idx] = np.add.reduceat(flat, starts) / widths
+    return out
+
+
+def _rows(history: History, column: int, first: int, count: int) -> np.ndarray:
+    """Rows ``first .. first + count`` (oldest first) of one history column.
+
+    History only hands out whole columns (a copy of every stored step); the
+    diagnosis needs a few rows of a ring that holds thousands, inside the frame
+    budget, so it reads the ring directly and falls back on the public copy.
+    """
+    layers, nxt = getattr(history, "_layers", None), getattr(history, "_next", None)
+    if not isinstance(layers, np.ndarray) or not isinstance(nxt, int):
+        return history.layer_series(column)[first:first + count]
+    n = len(history)
+    first, stop = max(0, first), min(n, first + count)
+    oldest = (nxt - n) % history.capacity
+    idx = (oldest + np.arange(first, stop)) % history.capacity
+    return layers[idx, :, column]
+
+
+@dataclass
+class _Measures:
+    n: int
+    delta: np.ndarray  # ||delta_k|| of the snapshot
+    grad: np.ndarray
+    ratios: np.ndarray  # ||delta_k|| / ||delta_out||, k = 1..L: window median
+    step_ratio: np.ndarray  # update / weight per layer: window median, or the coming step
+    step_measured: bool
+    window: int  # how many recorded steps the medians cover (0: the snapshot alone)
+    dead: np.ndarray  # per hidden layer
+    base_dead: np.ndarray | None
+    saturated: np.ndarray
+    held: frozenset
+    tiny: float  # the smallest positive number of the snapshot's float type
+
+
+def _recent(history: History | None, n: int, column: int, step: int) -> np.ndarray | None:
+    """The rows of the last WINDOW steps up to ``step`` (None when there are none)."""
+    if history is None or len(history) == 0 or history.n_layers != n:
+        return None
+    steps = history.steps()[-WINDOW:]
+    rows = _rows(history, column, len(history) - WINDOW, WINDOW).astype(np.float64)
+    rows = rows[(steps > step - WINDOW - 1) & (steps <= step)]
+    return rows if len(rows) else None
+
+
+def _coming_step(snapshot: Snapshot, training, n: int) -> np.ndarray:
+    """Before any update: lr * ||dL/dW|| / ||W||, the size of the first plain (or
+    momentum) gradient step relative to the weights, after gradient-norm clipping."""
+    grad = _values(snapshot.grad_norm, n)
+    weight = _values(snapshot.weight_norm, n)
+    if training is None or getattr(training, "optimizer", "") not in ("sgd", "momentum"):
+        return np.full(n, np.nan)
+    scale = 1.0
+    clip = getattr(training, "clip_norm", 0.0)
+    if clip > 0:
+        total = math.sqrt(float(np.nansum(grad**2) + np.nansum(_values(
+            snapshot.bias_grad_norm, n) ** 2)))
+        if total > clip:
+            scale = clip / total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return training.lr * scale * grad / weight
+
+
+def _measure(spec, snapshot, history, training, baseline, previous) -> _Measures:
+    n = spec.depth + 1
+    depth = n - 1
+    delta = _values(snapshot.delta_norm, n)
+    rows = _recent(history, n, HIST_DELTA, snapshot.step)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if rows is not None:
+            rows = rows[np.isfinite(rows).all(axis=1) & (rows[:, -1] > 0)]
+        if rows is not None and len(rows):
+            ratios = np.median(rows[:, :depth] / rows[:, -1:], axis=0)
+            window = len(rows)
+        else:
+            out = delta[-1]
+            ratios = delta[:depth] / out if math.isfinite(out) and out > 0 else \
+                np.full(depth, np.nan)
+            window = 0
+    upd_rows = _recent(history, n, HIST_UPDATE_RATIO, snapshot.step)
+    last_update = _values(snapshot.update_ratio, n)
+    measured = True
+    if upd_rows is not None and np.isfinite(upd_rows).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            step_ratio = np.nanmedian(upd_rows, axis=0)
+    elif np.isfinite(last_update).any():
+        step_ratio = last_update
+    else:
+        step_ratio = _coming_step(snapshot, training, n)
+        measured = False
+    base = None
+    if baseline is not None and len(baseline.dead_fraction) == n:
+        base = _values(baseline.dead_fraction, n)[:depth]
+    held = frozenset(f.kind if isinstance(f, Finding) else str(f) for f in (previous or ()))
+    dtype = snapshot.deltas[0].dtype if snapshot.deltas else np.dtype(np.float64)
+    tiny = float(np.finfo(dtype).smallest_subnormal) if dtype.kind == "f" else 5e-324
+    return _Measures(
+        n=n, delta=delta, grad=_values(snapshot.grad_norm, n), ratios=np.asarray(ratios),
+        step_ratio=np.asarray(step_ratio, dtype=np.float64), step_measured=measured,
+        window=window, dead=_values(snapshot.dead_fraction, n)[:depth], base_dead=base,
+        saturated=saturated_fraction(spec, snapshot), held=held, tiny=tiny,
+    )
+
+
+def _over_what(m: _Measures) -> str:
+    if m.window > 1:
+        return f" (median of the last {m.window} steps)"
+    return ""
+
+
 # -- the individual checks ------------------------------------------------------------
 
 def _movement_sentence(k: int, snapshot: Snapshot, n: int) -> str:
@@ -237,218 +343,299 @@ def _history_ratio(history: History | None, k: int, n: int, before_step: int):
     """(step, ||delta_k|| / ||delta_out||) at the earliest recorded step, or None."""
     if history is None or len(history) == 0 or history.n_layers != n:
         return None
-    deltas = history.layer_series(HIST_DELTA).astype(np.float64)
     steps = history.steps()
-    for row, step in zip(deltas, steps, strict=True):
-        if not math.isfinite(step) or step >= before_step:
-            continue
-        low, out = row[k - 1], row[-1]
-        if math.isfinite(low) and math.isfinite(out) and out > 0:
-            return int(step), low / out
+    early = np.flatnonzero(np.isfinite(steps) & (steps < before_step - WINDOW))
+    # the earliest recorded rows, a few at a time, until one has both numbers
+    for start in range(0, len(early), WINDOW):
+        chunk = early[start:start + WINDOW]
+        rows = _rows(history, HIST_DELTA, int(chunk[0]), int(chunk[-1] - chunk[0] + 1))
+        for i, row in zip(chunk, rows[chunk - chunk[0]], strict=True):
+            low, out = float(row[k - 1]), float(row[-1])
+            if math.isfinite(low) and math.isfinite(out) and out > 0:
+                return int(steps[i]), low / out
     return None
 
 
-def _gradient_flow(spec, snapshot, history, n):
-    """Vanishing and exploding checks on ||delta_k|| relative to the output layer."""
-    findings = []
-    delta = _values(snapshot.delta_norm, n)
-    grad = _values(snapshot.grad_norm, n)
-    out = delta[-1]
+def _vanishing(spec, snapshot, history, m: _Measures, training):
+    n = m.n
     depth = n - 1
-    have_ratios = depth >= 1 and math.isfinite(out) and out > 0
-    ratios = np.full(depth, np.nan)
-    if have_ratios:
-        with np.errstate(over="ignore"):
-            ratios = delta[:depth] / out
+    ratios = m.ratios
     finite = np.isfinite(ratios)
+    if depth < 1 or not finite.any():
+        return None
+    hold = HOLD_FACTOR if "vanishing" in m.held else 1.0
+    idx = np.flatnonzero(finite)
+    low_i = idx[np.argmin(ratios[idx])]
+    r_low = ratios[low_i]
+    upd = m.step_ratio
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upd_rel = upd[:depth] / upd[-1] if upd[-1] > 0 else np.full(depth, np.nan)
 
-    if finite.any():
-        idx = np.flatnonzero(finite)
-        low_i = idx[np.argmin(ratios[idx])]
-        r_low = ratios[low_i]
-        # a milder decay still counts when the update ratios confirm that the
-        # lower layers learn far more slowly than the output layer
-        upd = _values(snapshot.update_ratio, n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            upd_rel = upd[:depth] / upd[-1] if upd[-1] > 0 else np.full(depth, np.nan)
+    def slow(i) -> bool:
+        return bool(
+            ratios[i] < VANISHING_RATIO * hold
+            or (m.step_measured and ratios[i] < WEAK_VANISHING_RATIO * hold
+                and upd_rel[i] < SLOW_LAYER_RATIO * hold)
+        )
 
-        def slow(i) -> bool:
-            return (
-                ratios[i] < VANISHING_RATIO
-                or (ratios[i] < WEAK_VANISHING_RATIO and upd_rel[i] < SLOW_LAYER_RATIO)
-            )
+    if not slow(low_i):
+        return None
+    k = int(low_i) + 1
+    steps_down = n - k
+    delta = m.delta
+    detail = (
+        f"Layer {k} receives {_num(r_low)} of the output layer's gradient{_over_what(m)}"
+        f" (now ||delta_{k}|| = {_num(delta[low_i])} vs ||delta_out|| = {_num(delta[-1])})"
+    )
+    if r_low > 0:
+        per_layer = r_low ** (1.0 / steps_down)
+        detail += (
+            f", a factor of about {_num(per_layer)} per layer on the {steps_down} "
+            f"step{'s' if steps_down != 1 else ''} down from the output."
+        )
+    else:
+        detail += (
+            ": it has underflowed. Every layer on the way down multiplied it by a factor "
+            f"below one until it fell under {_num(m.tiny)}, the smallest positive number the "
+            "network's floating-point type can hold, and was flushed to exactly 0."
+        )
+    movement = _movement_sentence(k, snapshot, n)
+    if movement:
+        detail += " " + movement[0].upper() + movement[1:]
+    grad = m.grad
+    if math.isfinite(grad[low_i]) and math.isfinite(grad[-1]):
+        detail += f" Its weight gradient is {_num(grad[low_i])} (output layer: {_num(grad[-1])})."
+    past = _history_ratio(history, k, n, snapshot.step)
+    if past is not None:
+        detail += f" At step {past[0]} the same ratio was {_num(past[1])}."
+    affected = tuple(int(i) + 1 for i in idx if slow(i))
+    if r_low < VANISHING_RATIO * hold:
+        title = "Vanishing gradient"
+    else:
+        title = "Lower layers learn slowly"
+        detail += (
+            f" Its updates are {_num(upd_rel[low_i])} times the output layer's: "
+            "the gradient fades enough on the way down to slow it to a crawl."
+        )
+    return Finding(
+        kind="vanishing",
+        severity="critical" if r_low < VANISHING_CRITICAL else "warning",
+        title=title,
+        detail=detail,
+        layers=affected,
+        remedies=_remedies(spec, _vanishing_keys(spec), training),
+    )
 
-        if slow(low_i):
-            k = int(low_i) + 1
-            steps_down = n - k
-            detail = (
-                f"Layer {k} receives {_num(r_low)} of the output layer's gradient "
-                f"(||delta_{k}|| = {_num(delta[low_i])} vs ||delta_out|| = {_num(out)})"
-            )
-            if r_low > 0:
-                per_layer = r_low ** (1.0 / steps_down)
-                detail += (
-                    f", a factor of about {_num(per_layer)} per layer on the {steps_down} "
-                    f"step{'s' if steps_down != 1 else ''} down from the output"
-                )
-            else:
-                detail += ": no gradient at all arrives there"
-            detail += "."
-            movement = _movement_sentence(k, snapshot, n)
-            if movement:
-                detail += " " + movement[0].upper() + movement[1:]
-            if math.isfinite(grad[low_i]) and math.isfinite(grad[-1]):
-                detail += (
-                    f" Its weight gradient is {_num(grad[low_i])} (output layer: "
-                    f"{_num(grad[-1])})."
-                )
-            past = _history_ratio(history, k, n, snapshot.step)
-            if past is not None:
-                detail += f" At step {past[0]} the same ratio was {_num(past[1])}."
-            affected = tuple(int(i) + 1 for i in idx if slow(i))
-            if r_low < VANISHING_RATIO:
-                title = "Vanishing gradient"
-            else:
-                title = "Lower layers learn slowly"
-                detail += (
-                    f" Its updates are {_num(upd_rel[low_i])} times the output layer's: "
-                    "the gradient fades enough on the way down to slow it to a crawl."
-                )
-            findings.append(
-                Finding(
-                    kind="vanishing",
-                    severity="critical" if r_low < VANISHING_CRITICAL else "warning",
-                    title=title,
-                    detail=detail,
-                    layers=affected,
-                    remedies=_remedies(
-                        spec, ("residual", "relu", "he_init", "batchnorm", "lecun_selu")
-                    ),
-                )
-            )
 
-    # exploding: relative growth towards the input, or plain enormous norms
-    high_rel = [int(i) + 1 for i in np.flatnonzero(finite) if ratios[i] > EXPLODING_RATIO]
+def _exploding(spec, snapshot, m: _Measures, training):
+    n = m.n
+    depth = n - 1
+    hold = HOLD_FACTOR if "exploding" in m.held else 1.0
+    ratios = m.ratios
+    finite = np.isfinite(ratios)
+    delta, grad = m.delta, m.grad
+    growth = float(np.max(ratios[finite])) if finite.any() else math.nan
+    high_rel = [int(i) + 1 for i in np.flatnonzero(finite) if ratios[i] > EXPLODING_RATIO / hold]
     huge = [
         k for k in range(1, n + 1)
         if (math.isfinite(delta[k - 1]) and delta[k - 1] > ENORMOUS_NORM)
         or (math.isfinite(grad[k - 1]) and grad[k - 1] > ENORMOUS_NORM)
     ]
-    if high_rel or huge:
-        sentences = []
-        critical = False
-        if high_rel:
-            hi_i = max((k - 1 for k in high_rel), key=lambda i: ratios[i])
-            k = hi_i + 1
-            r_high = ratios[hi_i]
-            critical |= r_high > EXPLODING_CRITICAL
-            steps_down = n - k
+    step = m.step_ratio
+    big_steps = []
+    if math.isfinite(growth) and growth > EXPLODING_GROWTH / hold:
+        big_steps = [k for k in range(1, n + 1)
+                     if math.isfinite(step[k - 1]) and step[k - 1] > EXPLODING_STEP / hold]
+    if not (high_rel or huge or big_steps):
+        return None
+    sentences = []
+    critical = False
+    if finite.any() and depth >= 1:
+        hi_i = int(np.nanargmax(np.where(finite, ratios, -np.inf)))
+        k = hi_i + 1
+        r_high = ratios[hi_i]
+        critical |= r_high > EXPLODING_CRITICAL
+        if r_high > 1:
             sentences.append(
-                f"Layer {k} receives {_num(r_high)} times the output layer's gradient "
-                f"(||delta_{k}|| = {_num(delta[hi_i])} vs ||delta_out|| = {_num(out)}), "
-                f"growing by about {_num(r_high ** (1.0 / steps_down))} per layer on the way down."
+                f"Layer {k} receives {_num(r_high)} times the output layer's gradient"
+                f"{_over_what(m)}, growing by about {_num(r_high ** (1.0 / (n - k)))} per "
+                "layer on the way down."
             )
-        if huge:
-            big_delta = np.where(np.isfinite(delta), delta, -np.inf)
-            big_grad = np.where(np.isfinite(grad), grad, -np.inf)
-            kd, kg = int(np.argmax(big_delta)) + 1, int(np.argmax(big_grad)) + 1
-            biggest = max(big_delta[kd - 1], big_grad[kg - 1])
-            critical |= biggest > ENORMOUS_NORM * 1e3
-            parts = []
-            if big_delta[kd - 1] > ENORMOUS_NORM:
-                parts.append(f"||delta_{_short(kd, n)}|| = {_num(big_delta[kd - 1])}")
-            if big_grad[kg - 1] > ENORMOUS_NORM:
-                parts.append(f"||dL/dW_{_short(kg, n)}|| = {_num(big_grad[kg - 1])}")
-            sentences.append(
-                "The gradient norms are enormous (" + ", ".join(parts)
-                + "): one step of this size can throw the weights far off."
-            )
-        upd = _values(snapshot.update_ratio, n)
-        if np.isfinite(upd).any():
-            ku = int(np.nanargmax(upd)) + 1
-            sentences.append(
-                f"The largest last update was {_num(upd[ku - 1])} of the weights' size "
-                f"({_layer_name(ku, n)})."
-            )
-        keys = ["clip_norm", "lower_lr"]
-        if mean_field(spec).phase == "chaotic":
-            keys.append("he_init")
-        keys.append("batchnorm")
-        findings.append(
-            Finding(
-                kind="exploding",
-                severity="critical" if critical else "warning",
-                title="Exploding gradient",
-                detail=" ".join(sentences),
-                layers=tuple(sorted(set(high_rel) | set(huge))),
-                remedies=_remedies(spec, keys),
-            )
+    if huge:
+        big_delta = np.where(np.isfinite(delta), delta, -np.inf)
+        big_grad = np.where(np.isfinite(grad), grad, -np.inf)
+        kd, kg = int(np.argmax(big_delta)) + 1, int(np.argmax(big_grad)) + 1
+        biggest = max(big_delta[kd - 1], big_grad[kg - 1])
+        critical |= biggest > ENORMOUS_NORM * 1e3
+        parts = []
+        if big_delta[kd - 1] > ENORMOUS_NORM:
+            parts.append(f"||delta_{_short(kd, n)}|| = {_num(big_delta[kd - 1])}")
+        if big_grad[kg - 1] > ENORMOUS_NORM:
+            parts.append(f"||dL/dW_{_short(kg, n)}|| = {_num(big_grad[kg - 1])}")
+        sentences.append(
+            "The gradient norms are enormous (" + ", ".join(parts)
+            + "): one step of this size can throw the weights far off."
         )
-    return findings
+    if np.isfinite(step).any():
+        ku = int(np.nanargmax(np.where(np.isfinite(step), step, -np.inf))) + 1
+        if m.step_measured:
+            sentences.append(
+                f"The largest update{_over_what(m)} was {_num(step[ku - 1])} of the weights' "
+                f"size ({_layer_name(ku, n)})."
+            )
+        else:
+            sentences.append(
+                f"The first step will be {_num(step[ku - 1])} times the size of "
+                f"{_layer_name(ku, n)}'s weights (learning rate times ||dL/dW|| / ||W||)."
+            )
+        if step[ku - 1] > EXPLODING_STEP / hold and big_steps:
+            critical = True
+            sentences.append("A step that large does not nudge the weights, it replaces them.")
+    keys = ["he_init", "batchnorm", "lecun_selu"]
+    return Finding(
+        kind="exploding",
+        severity="critical" if critical else "warning",
+        title="Exploding gradient",
+        detail=" ".join(sentences),
+        layers=tuple(sorted(set(high_rel) | set(huge) | set(big_steps))),
+        remedies=_remedies(spec, keys, training),
+    )
 
 
 def _short(k: int, n: int) -> str:
     return "out" if k == n else str(k)
 
 
-def _unit_problem(spec, snapshot, n, *, kind):
-    """Dead ReLUs or saturated units in hidden layers."""
-    depth = n - 1
+def _dead(spec, m: _Measures, training):
+    """A dead network, dying units, or units that are off since initialization."""
+    depth = m.n - 1
     if depth == 0:
         return None
-    if kind == "dead_units":
-        values = _values(snapshot.dead_fraction, n)[:depth]
-        threshold, critical_at = DEAD_FRACTION, DEAD_CRITICAL
-    else:
-        values = _values(snapshot.saturated_fraction, n)[:depth]
-        threshold, critical_at = SATURATED_FRACTION, SATURATED_CRITICAL
-    bad = [i for i in np.flatnonzero(np.isfinite(values)) if values[i] > threshold]
+    dead = m.dead
+    ok = np.isfinite(dead)
+    if not ok.any():
+        return None
+    r1 = m.ratios[0] if len(m.ratios) else math.nan
+    widths = spec.widths
+    hold = HOLD_FRACTION if "dead_network" in m.held else 0.0
+    dead_layers = [i for i in np.flatnonzero(ok) if dead[i] >= DEAD_NETWORK_FRACTION - hold]
+    if dead_layers and math.isfinite(r1) and r1 < DEAD_NETWORK_SIGNAL * (
+            HOLD_FACTOR if "dead_network" in m.held else 1.0):
+        worst = max(dead_layers, key=lambda i: dead[i])
+        n_dead = int(round(dead[worst] * widths[worst + 1]))
+        detail = (
+            f"Layer {worst + 1} has {n_dead} of its {widths[worst + 1]} units switched off for "
+            f"every example ({_pct(dead[worst])}), and layer 1 receives {_num(r1)} of the "
+            f"output layer's gradient{_over_what(m)}. A unit that is off passes no gradient "
+            "back, so nothing below it can learn and it cannot switch itself back on: more "
+            "training will not help, and neither will remedies for a vanishing gradient. "
+            "The network needs fresh weights."
+        )
+        return Finding(
+            kind="dead_network",
+            severity="critical",
+            title="Dead network",
+            detail=detail,
+            layers=tuple(sorted(int(i) + 1 for i in dead_layers)),
+            remedies=_remedies(spec, ("revive", "leaky_revive", "lecun_selu"), training),
+        )
+    hold = HOLD_FRACTION if "dead_units" in m.held else 0.0
+    bad = [i for i in np.flatnonzero(ok) if dead[i] > DEAD_FRACTION - hold]
+    if not bad:
+        return None
+    base = m.base_dead
+    dying = []
+    if base is not None:
+        # network-wide: in a narrow layer a few units switch on and off with the batch,
+        # so one layer's count alone would call healthy training "dying"
+        both = ok & np.isfinite(base)
+        rise = float(np.mean(dead[both] - base[both])) if both.any() else 0.0
+        if rise >= DYING_RISE - hold:
+            dying = [i for i in bad if math.isfinite(base[i]) and dead[i] > base[i]]
+    if dying:
+        dying.sort(key=lambda i: -(dead[i] - base[i]))
+        named = [f"layer {i + 1}: {_pct(base[i])} at the start, {_pct(dead[i])} now"
+                 for i in dying[:3]]
+        more = f" and {len(dying) - 3} more" if len(dying) > 3 else ""
+        detail = (
+            "Units are switching off during training and staying off: a unit whose input is "
+            "negative for every example outputs 0, passes no gradient back and stops "
+            f"learning. Off for the whole batch: {'; '.join(named)}{more}. This usually "
+            "means the steps are too large."
+        )
+        worst = max(dead[i] for i in dying)
+        return Finding(
+            kind="dead_units",
+            severity="critical" if worst > DEAD_CRITICAL else "warning",
+            title="Dying ReLU units",
+            detail=detail,
+            layers=tuple(sorted(int(i) + 1 for i in dying)),
+            remedies=_remedies(spec, ("revive", "leaky_revive"), training),
+        )
+    bad.sort(key=lambda i: -dead[i])
+    named = [f"layer {i + 1}: {_pct(dead[i])}" for i in bad[:3]]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    since = ("since initialization" if base is not None
+             else "for the whole batch (no record of the start to compare with)")
+    detail = (
+        f"Some units are off {since}: {'; '.join(named)}{more}. In a deep, narrow "
+        "rectifier network this is expected at the start (depth makes the inputs of a "
+        "layer similar to each other, so a unit tends to be off for all of them or none), "
+        "and it is not dying: such units can come back as the layers below change. It "
+        "becomes a problem only if their number keeps growing."
+    )
+    return Finding(
+        kind="dead_units",
+        severity="info",
+        title="Inactive units",
+        detail=detail,
+        layers=tuple(sorted(int(i) + 1 for i in bad)),
+    )
+
+
+def _saturation(spec, m: _Measures, training):
+    values = m.saturated
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    hold = HOLD_FRACTION if "saturation" in m.held else 0.0
+    bad = [i for i in np.flatnonzero(ok) if values[i] > SATURATED_FRACTION - hold]
     if not bad:
         return None
     bad.sort(key=lambda i: -values[i])
     widths = spec.widths
-    named = [
-        f"layer {i + 1} ({spec.hidden[i].activation}): {_pct(values[i])}"
-        for i in bad[:3]
-    ]
+    named = [f"layer {i + 1} ({spec.hidden[i].activation}): {_pct(values[i])}" for i in bad[:3]]
     more = f" and {len(bad) - 3} more layer{'s' if len(bad) > 4 else ''}" if len(bad) > 3 else ""
     count = int(round(sum(values[i] * widths[i + 1] for i in bad)))
     total = sum(widths[i + 1] for i in bad)
     layers = tuple(sorted(int(i) + 1 for i in bad))
-    worst = values[bad[0]]
-    if kind == "dead_units":
-        detail = (
-            "Units that output 0 for every example in the batch pass no gradient back and "
-            f"stop learning. Dead fraction, worst first: {'; '.join(named)}{more}. "
-            f"That is about {count} of the {total} units in {_list_layers(layers)}."
-        )
-        return Finding(
-            kind="dead_units",
-            severity="critical" if worst > critical_at else "warning",
-            title="Dead ReLU units",
-            detail=detail,
-            layers=layers,
-            remedies=_remedies(
-                spec, ("leaky_relu", "lower_lr", "he_init", "batchnorm", "lecun_selu")
-            ),
-        )
+    # a layer inside a skip link's span: the identity path carries the gradient past it
+    bypassed = all(any(a < k <= b for a, b in spec.skips) for k in layers)
     detail = (
-        "A saturated unit sits on a flat part of its activation (mean derivative below "
-        "0.001), so almost no gradient passes through it. Saturated fraction, worst "
-        f"first: {'; '.join(named)}{more}. That is about {count} of the {total} units in "
+        "A saturated unit sits on a flat part of its activation: its mean slope over the "
+        f"batch is below {_pct(SATURATION_SLOPE)} of the activation's steepest slope (1/4 for "
+        "sigmoid, 1 for tanh), so little gradient passes through it. Saturated fraction, "
+        f"worst first: {'; '.join(named)}{more}. That is about {count} of the {total} units in "
         f"{_list_layers(layers)}."
     )
+    if bypassed:
+        detail += (" Every one of these layers has a skip link around it, which carries the "
+                   "gradient past the flat units, so they slow training less than they would "
+                   "in a plain stack.")
+        return Finding(kind="saturation", severity="info", title="Saturated units (bypassed)",
+                       detail=detail, layers=layers)
     return Finding(
         kind="saturation",
-        severity="critical" if worst > critical_at else "warning",
+        severity="critical" if values[bad[0]] > SATURATED_CRITICAL else "warning",
         title="Saturated units",
         detail=detail,
         layers=layers,
-        remedies=_remedies(spec, ("relu", "batchnorm", "lecun_selu")),
+        remedies=_remedies(spec, ("relu", "batchnorm", "lecun_selu"), training),
     )
 
 
-def _stalled(spec, snapshot, history, n, vanishing):
+def _stalled(spec, snapshot, history, m: _Measures, cause, training):
+    n = m.n
     if history is None or len(history) < STALL_WINDOW:
         return None
     loss = np.asarray(history.scalar("loss"), dtype=np.float64)
@@ -458,8 +645,8 @@ def _stalled(spec, snapshot, history, n, vanishing):
     if len(loss) < STALL_WINDOW:
         return None
     # medians of the first and last quarter: mini-batch losses are noisy and spiky
-    m = STALL_WINDOW // 4
-    start, end = float(np.median(loss[:m])), float(np.median(loss[-m:]))
+    q = STALL_WINDOW // 4
+    start, end = float(np.median(loss[:q])), float(np.median(loss[-q:]))
     if start <= 0 or end <= STALL_LOSS_FLOOR:
         return None
     drop = (start - end) / start
@@ -480,19 +667,17 @@ def _stalled(spec, snapshot, history, n, vanishing):
             f" Along the way it jumps as high as {_num(peak)}: some steps are too large "
             "and undo earlier progress."
         )
-    if vanishing is not None:
-        detail += (
-            " The lower layers receive very little gradient (see the vanishing-gradient "
-            "finding), which is the likely cause."
-        )
-        keys += ["residual", "relu", "he_init", "batchnorm", "lecun_selu"]
-    if rising or spiky:
+    if cause is not None:
+        # the cause's own remedies; a smaller step does not revive or rescale anything
+        detail += f" {cause.title} (see that finding) is the likely cause."
+        keys += [r.key for r in cause.remedies]
+    elif rising or spiky:
         keys += ["lower_lr", "clip_norm"]
     upd = _values(snapshot.update_ratio, n)
     finite_upd = upd[np.isfinite(upd)]
     if finite_upd.size:
         largest = float(finite_upd.max())
-        if largest < SMALL_UPDATE_RATIO and not (rising or spiky):
+        if largest < SMALL_UPDATE_RATIO and not (rising or spiky) and cause is None:
             detail += (
                 f" Every layer's last update was at most {_num(largest)} of its weights' "
                 "size, so the learning rate may be too low."
@@ -504,23 +689,26 @@ def _stalled(spec, snapshot, history, n, vanishing):
                 "this large can bounce around a minimum without settling."
             )
             keys.append("lower_lr")
-        elif vanishing is None and not (rising or spiky):
+        elif cause is None and not (rising or spiky):
             detail += (
                 f" The updates are of ordinary size (at most {_num(largest)} of the "
                 "weights), so training may sit on a plateau or at the limit of what this "
                 "network can fit."
             )
+    # a plateau on its own (even with the spikes of mini-batch noise) is not a gradient
+    # problem: it is worth a note, not a warning
+    serious = cause is not None or rising
     return Finding(
         kind="stalled",
-        severity="warning",
+        severity="warning" if serious else "info",
         title="Loss is rising" if rising else "Loss has stalled",
         detail=detail,
-        layers=vanishing.layers if vanishing is not None else (),
-        remedies=_remedies(spec, keys),
+        layers=cause.layers if cause is not None else (),
+        remedies=_remedies(spec, keys, training) if serious else (),
     )
 
 
-def _diverged(spec, snapshot, history, n):
+def _diverged(spec, snapshot, history, n, training):
     report = snapshot.divergence
     if report.layer == 0:
         what = "the loss" if report.quantity == "loss" else f"the {report.quantity} of the loss"
@@ -541,28 +729,29 @@ def _diverged(spec, snapshot, history, n):
                     f"largest ||delta|| was {_num(row[k - 1])} ({_layer_name(k, n)})."
                 )
                 break
-    detail += " Reset the network after changing something."
+    detail += (" The weights are wrecked; the remedies below draw fresh ones. Or reset the "
+               "network after changing something.")
     return Finding(
         kind="diverged",
         severity="critical",
         title="Training diverged",
         detail=detail,
         layers=(report.layer,) if 1 <= report.layer <= n else (),
-        remedies=_remedies(spec, ("lower_lr", "clip_norm", "batchnorm")),
+        remedies=_remedies(spec, ("revive", "he_init", "lecun_selu"), training),
     )
 
 
-def _healthy(snapshot, n) -> Finding:
-    delta = _values(snapshot.delta_norm, n)
+def _healthy(snapshot, m: _Measures) -> Finding:
+    n = m.n
+    delta = m.delta
     sentences = []
-    if n > 1 and math.isfinite(delta[0]) and math.isfinite(delta[-1]) and delta[-1] > 0:
+    if n > 1 and math.isfinite(m.ratios[0]):
         sentences.append(
-            f"Layer 1 receives {_num(delta[0] / delta[-1])} of the output layer's gradient "
-            f"(||delta_1|| = {_num(delta[0])} vs ||delta_out|| = {_num(delta[-1])})."
+            f"Layer 1 receives {_num(m.ratios[0])} of the output layer's gradient"
+            f"{_over_what(m)} (now ||delta_1|| = {_num(delta[0])} vs ||delta_out|| = "
+            f"{_num(delta[-1])})."
         )
-    for name, values in (("dead", snapshot.dead_fraction), ("saturated",
-                                                             snapshot.saturated_fraction)):
-        v = _values(values, n)[: n - 1]
+    for name, v in (("off for the whole batch", m.dead), ("saturated", m.saturated)):
         v = v[np.isfinite(v)]
         if v.size and v.max() > 0:
             sentences.append(f"At most {_pct(v.max())} of a layer's units are {name}.")
@@ -583,46 +772,47 @@ def diagnose(
     snapshot: Snapshot,
     history: History | None = None,
     training=None,
+    *,
+    baseline: Snapshot | None = None,
+    previous=None,
 ) -> list[Finding]:
     """Findings for ``snapshot`` of a network built from ``spec``, most severe first.
 
-    ``history`` enables the stalled-loss check and before/after comparisons.
-    ``training`` (a TrainSpec, optional) lets the remedies leave out gradient
-    clipping when it is already on at 1.0 or tighter.
+    ``history`` gives the window the gradient-flow numbers are medians over,
+    enables the stalled-loss check and before/after comparisons. ``training`` (a
+    TrainSpec, optional) gives the size of the first step before any update was
+    made, and leaves out remedies that are already in place. ``baseline`` (a
+    snapshot from the start of training) lets dying units be told from units off
+    since initialization. ``previous`` (the findings, or their kinds, of the last
+    call) holds a finding on until its number is clearly healthy again.
 
     An empty list means there is not enough data yet (nothing measured), or
     that the snapshot has a different number of layers than ``spec`` (an edit
     happened and no new snapshot has been taken).
     """
-    findings = _diagnose(spec, snapshot, history)
-    clip = getattr(training, "clip_norm", 0.0) if training is not None else 0.0
-    if 0.0 < clip <= 1.0:
-        findings = [
-            replace(f, remedies=tuple(r for r in f.remedies if r.key != "clip_norm"))
-            for f in findings
-        ]
-    return findings
-
-
-def _diagnose(spec, snapshot, history) -> list[Finding]:
     n = spec.depth + 1
     if len(snapshot.delta_norm) != n:
         return []
     if snapshot.divergence is not None:
-        return [_diverged(spec, snapshot, history, n)]
+        return [_diverged(spec, snapshot, history, n, training)]
+    m = _measure(spec, snapshot, history, training, baseline, previous)
 
-    findings = _gradient_flow(spec, snapshot, history, n)
-    for kind in ("dead_units", "saturation"):
-        f = _unit_problem(spec, snapshot, n, kind=kind)
+    findings: list[Finding] = []
+    dead = _dead(spec, m, training)
+    vanishing = _vanishing(spec, snapshot, history, m, training)
+    if dead is not None and dead.kind == "dead_network":
+        vanishing = None  # the dead layer is why nothing arrives below it
+    for f in (vanishing, _exploding(spec, snapshot, m, training), dead,
+              _saturation(spec, m, training)):
         if f is not None:
             findings.append(f)
-    vanishing = next((f for f in findings if f.kind == "vanishing"), None)
-    stalled = _stalled(spec, snapshot, history, n, vanishing)
+    cause = next((f for f in findings if f.kind in ("dead_network", "vanishing")), None)
+    stalled = _stalled(spec, snapshot, history, m, cause, training)
     if stalled is not None:
         findings.append(stalled)
 
     if not any(f.severity != "info" for f in findings) and _has_gradient_data(snapshot, n):
-        findings.append(_healthy(snapshot, n))
+        findings.append(_healthy(snapshot, m))
     rank = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     findings.sort(key=lambda f: (rank[f.severity], KINDS.index(f.kind)))
     return findings

@@ -117,12 +117,19 @@ class Snapshot:
 
 
 class History:
-    """Fixed-capacity ring buffer of per-step numbers. Memory never grows past ``capacity``.
+    """Per-step numbers of the whole run, in a fixed amount of memory.
 
-    ``layers`` has shape (capacity, n_layers, len(HIST_COLUMNS)); ``scalars``
-    columns are step, loss, accuracy, val_loss, val_accuracy. Read with
-    ``steps()``, ``scalar(name)``, ``layer_series(column)`` which return the
-    entries in time order, oldest first.
+    ``capacity`` rows hold everything. The newest ``capacity - capacity // 2``
+    steps are kept at full resolution in a ring; a step that leaves the ring
+    moves to the archive (the other ``capacity // 2`` rows) if it falls on the
+    archive's stride, which starts at 1 and doubles (dropping every other
+    archived row) whenever the archive is full. So the first step of the run is
+    always there, older steps thin out evenly, and ``nbytes`` never changes.
+
+    ``scalars`` columns are step, loss, accuracy, val_loss, val_accuracy; the
+    per-layer columns are ``HIST_COLUMNS``. Read with ``steps()``,
+    ``scalar(name)`` and ``layer_series(column)``: archive then ring, oldest
+    first (the step column says which steps they are).
     """
 
     SCALARS = ("step", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -131,55 +138,114 @@ class History:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = int(capacity)
+        self._archive_cap = self.capacity // 2  # rows [0, _archive_cap)
+        self._ring_cap = self.capacity - self._archive_cap  # rows [_archive_cap, capacity)
         self._layers = np.full((self.capacity, n_layers, len(HIST_COLUMNS)), np.nan, np.float32)
         self._scalars = np.full((self.capacity, len(self.SCALARS)), np.nan, np.float64)
-        self._next = 0  # slot of the next write
-        self._count = 0
+        self._next = 0  # ring slot (0-based within the ring) of the next write
+        self._count = 0  # rows in the ring
+        self._archived = 0  # rows in the archive
+        self._stride = 1  # the archive keeps every _stride-th step that left the ring
+        self._left = 0  # steps that have left the ring so far
         self.version = 0  # bumps on every change, for views that cache
+        # bumps when rows already read may have changed (cleared, layers added or
+        # removed); between two bumps rows are only added, or dropped by thinning
+        self.generation = 0
 
     @property
     def n_layers(self) -> int:
         return self._layers.shape[1]
 
     def __len__(self) -> int:
-        return self._count
+        return self._archived + self._count
 
     @property
     def nbytes(self) -> int:
         return self._layers.nbytes + self._scalars.nbytes
 
+    @property
+    def stride(self) -> int:
+        """Steps per archived row: 1 until the run outgrew the ring twice over."""
+        return self._stride
+
+    @property
+    def n_recent(self) -> int:
+        """How many of the newest entries are at full resolution (the ring)."""
+        return self._count
+
     def record(self, step, loss, accuracy, val_loss, val_accuracy, per_layer: np.ndarray) -> None:
         """per_layer: (n_layers, len(HIST_COLUMNS))."""
-        i = self._next
-        self._layers[i] = per_layer
-        self._scalars[i] = (step, loss, accuracy, val_loss, val_accuracy)
-        self._next = (i + 1) % self.capacity
-        self._count = min(self._count + 1, self.capacity)
-        self.version += 1
+        self.record_many(np.asarray([step], np.float64), np.asarray([loss], np.float64),
+                         np.asarray([accuracy], np.float64), np.asarray([val_loss], np.float64),
+                         np.asarray([val_accuracy], np.float64),
+                         np.asarray(per_layer)[None])
 
     def record_many(self, steps, loss, accuracy, val_loss, val_accuracy,
                     per_layer: np.ndarray) -> None:
         """Several steps at once; per_layer: (n, n_layers, len(HIST_COLUMNS))."""
         n = len(steps)
-        if n > self.capacity:  # only the newest fit
-            keep = slice(n - self.capacity, n)
-            steps, loss, accuracy = steps[keep], loss[keep], accuracy[keep]
-            val_loss, val_accuracy, per_layer = val_loss[keep], val_accuracy[keep], per_layer[keep]
-            n = self.capacity
+        if n == 0:
+            return
         scalars = np.column_stack([steps, loss, accuracy, val_loss, val_accuracy])
-        first = min(n, self.capacity - self._next)  # up to the end of the ring, then wrap
-        for src, dst in ((slice(0, first), slice(self._next, self._next + first)),
-                         (slice(first, n), slice(0, n - first))):
+        per_layer = np.asarray(per_layer)
+        R, A = self._ring_cap, self._archive_cap
+        overflow = self._count + n - R  # steps that leave the ring (oldest first)
+        if overflow > 0:
+            from_ring = min(overflow, self._count)
+            rows = A + (self._first_ring_slot() + np.arange(from_ring)) % R
+            self._archive(self._scalars[rows], self._layers[rows])
+            if overflow > from_ring:  # new steps that pass straight through the ring
+                self._archive(scalars[:overflow - from_ring], per_layer[:overflow - from_ring])
+            self._count -= from_ring
+        keep = slice(max(0, n - R), n)  # only the newest R of the new steps stay in the ring
+        scalars, per_layer = scalars[keep], per_layer[keep]
+        m = len(scalars)
+        start = (self._first_ring_slot() + self._count) % R
+        first = min(m, R - start)  # up to the end of the ring, then wrap
+        for src, dst in ((slice(0, first), slice(A + start, A + start + first)),
+                         (slice(first, m), slice(A, A + m - first))):
             self._layers[dst] = per_layer[src]
             self._scalars[dst] = scalars[src]
-        self._next = (self._next + n) % self.capacity
-        self._count = min(self._count + n, self.capacity)
+        self._count += m
+        self._next = (start + m) % R
         self.version += 1
 
+    def _first_ring_slot(self) -> int:
+        return (self._next - self._count) % self._ring_cap
+
+    def _archive(self, scalars: np.ndarray, layers: np.ndarray) -> None:
+        """Steps leaving the ring, oldest first: keep those on the stride. ``_left``
+        counts the steps that have left so far; the archive holds counts 0, s, 2s, ..."""
+        A = self._archive_cap
+        i, n = 0, len(scalars)
+        while i < n:
+            s = self._stride
+            due = np.arange(i + (-self._left) % s, n, s)  # the rows on the stride
+            if due.size == 0 or A == 0:
+                self._left += n - i
+                return
+            if self._archived == A:  # full: keep every other row, twice the stride
+                half = (A + 1) // 2
+                self._scalars[:half] = self._scalars[0:A:2]
+                self._layers[:half] = self._layers[0:A:2]
+                self._scalars[half:A] = np.nan
+                self._layers[half:A] = np.nan
+                self._archived = half
+                self._stride *= 2
+                continue
+            take = due[: A - self._archived]
+            dst = slice(self._archived, self._archived + take.size)
+            self._scalars[dst] = scalars[take]
+            self._layers[dst] = layers[take]
+            self._archived += take.size
+            end = int(take[-1]) + 1
+            self._left += end - i
+            i = end
+
     def _order(self) -> np.ndarray:
-        if self._count < self.capacity:
-            return np.arange(self._count)
-        return (np.arange(self.capacity) + self._next) % self.capacity
+        ring = (self._first_ring_slot() + np.arange(self._count)) % self._ring_cap
+        ring += self._archive_cap
+        return np.concatenate([np.arange(self._archived), ring])
 
     def steps(self) -> np.ndarray:
         return self._scalars[self._order(), 0]
@@ -187,21 +253,26 @@ class History:
     def scalar(self, name: str) -> np.ndarray:
         return self._scalars[self._order(), self.SCALARS.index(name)]
 
-    def layer_series(self, column: int) -> np.ndarray:
-        """(n_entries, n_layers) array of one HIST_* column, oldest first."""
-        return self._layers[self._order(), :, column]
+    def layer_series(self, column: int, start: int = 0) -> np.ndarray:
+        """(n_entries - start, n_layers) array of one HIST_* column, oldest first, from
+        entry ``start`` on (a view that kept the older entries reads only the new ones)."""
+        return self._layers[self._order()[start:], :, column]
 
     def clear(self) -> None:
         self._layers[:] = np.nan
         self._scalars[:] = np.nan
-        self._next = self._count = 0
+        self._next = self._count = self._archived = self._left = 0
+        self._stride = 1
         self.version += 1
+        self.generation += 1
 
     def insert_layer(self, index: int) -> None:
         """A weight layer was inserted at 0-based position ``index``: add a NaN row there."""
         self._layers = np.insert(self._layers, index, np.nan, axis=1)
         self.version += 1
+        self.generation += 1
 
     def delete_layer(self, index: int) -> None:
         self._layers = np.delete(self._layers, index, axis=1)
         self.version += 1
+        self.generation += 1

@@ -68,6 +68,7 @@ _Z_CUTOFF = 12.0
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _Q_INFINITE = 1e12  # where q is evaluated when the recursion diverges
 _Q_VANISHED = 1e-30  # a fixed point below this is reported as 0
+_KINK_PROBE = 1e-300  # where the one-sided slopes at 0 are read
 
 
 # the standard normal CDF, exact to double precision (numpy has no erf)
@@ -177,11 +178,41 @@ def mean_phi2(name: str, q: float) -> float:
 
 
 def mean_dphi2(name: str, q: float) -> float:
-    """E[phi'(sqrt(q) z)^2]: the per-layer squared-gradient factor before the weights."""
+    """E[phi'(sqrt(q) z)^2]: the per-layer squared-gradient factor before the weights.
+
+    At q = 0 this is the limit q -> 0+: half the pre-activations sit just left of
+    0 and half just right, so a kinked activation (SELU, ELU) gives the average
+    of its squared left and right slopes, not the slope of either side.
+    """
     if name in PIECEWISE_LINEAR_SLOPE:
         a = PIECEWISE_LINEAR_SLOPE[name]
         return 0.5 * (1.0 + a * a)
+    if min(max(float(q), 0.0), _Q_INFINITE) == 0.0:
+        side = np.array([-_KINK_PROBE, _KINK_PROBE])
+        return float(np.mean(dphi(name, side) ** 2))
     return gaussian_mean(lambda u: dphi(name, u) ** 2, q)
+
+
+def mean_phi(name: str, q: float) -> float:
+    """E[phi(sqrt(q) z)]: the mean of a layer's outputs at pre-activation variance q."""
+    return gaussian_mean(lambda u: phi(name, u), q)
+
+
+def var_phi(name: str, q: float) -> float:
+    """Var[phi(sqrt(q) z)]: the spread of one unit's output over a batch."""
+    return max(mean_phi2(name, q) - mean_phi(name, q) ** 2, 0.0)
+
+
+def batchnorm_chi(name: str) -> float:
+    """Large-batch growth of ||delta||^2 per layer in a dense -> BN -> phi stack at init.
+
+    Batch norm divides the backward signal by the batch spread of the
+    pre-activation, sqrt(sigma_w^2 Var[phi(x)]), while the weights above multiply
+    it by sigma_w^2 E[phi'(x)^2]; x ~ N(0, 1) after normalization, so the weight
+    scale cancels and ||delta||^2 grows by E[phi'(x)^2] / Var[phi(x)] per layer
+    (Yang et al. 2019: pi / (pi - 1) ~ 1.47 for ReLU).
+    """
+    return mean_dphi2(name, 1.0) / var_phi(name, 1.0)
 
 
 # -- initializations as sigma_w^2 -------------------------------------------------
@@ -361,6 +392,10 @@ class MeanFieldPrediction:
         return len(self.q)
 
 
+def has_bn_any(spec: NetworkSpec) -> bool:
+    return any(h.batchnorm for h in spec.hidden)
+
+
 def _uniform_hidden_stack(spec: NetworkSpec, sigma_w2: np.ndarray) -> bool:
     """All hidden layers share one activation and hidden-to-hidden weight scale."""
     if spec.depth < 2:
@@ -375,7 +410,8 @@ def mean_field(spec: NetworkSpec, q0: float | None = None) -> MeanFieldPredictio
     """Propagate the input variance ``q0`` (mean square of an input feature,
     default 1.0) forward and the expected gradient factors backward.
 
-    Skip links and batch norm are ignored (and named in ``caveats``).
+    Batch norm is modelled at large batch (``batchnorm_chi``); skip links are
+    ignored (and named in ``caveats``).
     """
     q0 = 1.0 if q0 is None else float(q0)
     if not math.isfinite(q0) or q0 < 0:
@@ -385,18 +421,32 @@ def mean_field(spec: NetworkSpec, q0: float | None = None) -> MeanFieldPredictio
     sigma_w2 = np.array([effective_sigma_w2(spec, k) for k in range(1, n + 1)])
     sigma_b2 = effective_sigma_b2(spec)
 
-    # forward: q_1 from the raw input, then through each hidden activation
+    # forward: q_1 from the raw input, then through each hidden activation.
+    # A batch-norm layer rescales its pre-activation to unit variance over the
+    # batch, so its activation sees q = 1 whatever came in; what it divides by
+    # is the batch spread of z_k, sigma_w^2 times the spread of its input.
     q = np.empty(n)
-    second_moment = q0
+    q_act = np.empty(depth)
+    spread = np.empty(n)  # batch variance of z_k
+    second_moment = batch_var = q0
     for i in range(n):
         q[i] = sigma_w2[i] * second_moment + sigma_b2
+        spread[i] = sigma_w2[i] * batch_var + (0.0 if i < depth and spec.hidden[i].batchnorm
+                                               else sigma_b2)
         if i < depth:
-            second_moment = mean_phi2(spec.hidden[i].activation, q[i])
+            act = spec.hidden[i].activation
+            q_act[i] = 1.0 if spec.hidden[i].batchnorm else q[i]
+            second_moment = mean_phi2(act, q_act[i])
+            # the next layer's batch norm (if any) removes the batch mean: keep the spread
+            batch_var = var_phi(act, q_act[i])
 
-    # backward: chi_k for hidden layer k uses the weights above it, W_{k+1}
+    # backward: chi_k for hidden layer k uses the weights above it, W_{k+1}, and a
+    # batch-norm layer divides by its pre-activation's batch spread
     chi = np.ones(n)
     for i in range(depth):
-        chi[i] = sigma_w2[i + 1] * mean_dphi2(spec.hidden[i].activation, q[i])
+        chi[i] = sigma_w2[i + 1] * mean_dphi2(spec.hidden[i].activation, q_act[i])
+        if spec.hidden[i].batchnorm:
+            chi[i] = chi[i] / spread[i] if spread[i] > 0 else 0.0
     ratio = np.ones(n)
     with np.errstate(over="ignore", under="ignore"):
         for i in range(depth - 1, -1, -1):
@@ -407,7 +457,10 @@ def mean_field(spec: NetworkSpec, q0: float | None = None) -> MeanFieldPredictio
         chi_star = 1.0
         caveats.append("There are no hidden layers, so there is nothing for the gradient to "
                        "vanish through.")
-    elif _uniform_hidden_stack(spec, sigma_w2):
+    elif all(h.batchnorm for h in spec.hidden) and len({h.activation for h in spec.hidden}) == 1:
+        # every layer normalized: the per-layer factor does not depend on the weights
+        chi_star = batchnorm_chi(spec.hidden[0].activation)
+    elif _uniform_hidden_stack(spec, sigma_w2) and not has_bn_any(spec):
         chi_star = chi1(spec.hidden[0].activation, float(sigma_w2[1]), sigma_b2)
     else:
         hidden_chi = chi[:depth]
@@ -427,15 +480,13 @@ def mean_field(spec: NetworkSpec, q0: float | None = None) -> MeanFieldPredictio
 
     has_skips = bool(spec.skips)
     has_bn = any(h.batchnorm for h in spec.hidden)
-    if has_skips and has_bn:
-        caveats.append("Skip links and batch norm are not part of this prediction; both "
-                       "usually keep the real gradient larger than predicted.")
-    elif has_skips:
+    if has_skips:
         caveats.append("Skip links are not part of this prediction; they usually keep the "
                        "real gradient larger than predicted.")
-    elif has_bn:
-        caveats.append("Batch norm is not part of this prediction; it rescales every layer's "
-                       "pre-activations to unit variance over the batch.")
+    if has_bn:
+        caveats.append("Batch norm is modelled at large batch: at initialization it makes "
+                       "||delta||^2 grow towards the input by E[phi'^2]/Var[phi] per layer "
+                       "(pi/(pi-1) = 1.47 for ReLU); small batches grow a little faster.")
     hidden_widths = {h.width for h in spec.hidden}
     if len(hidden_widths) > 1:
         caveats.append("Widths vary between hidden layers; the theory assumes every layer "

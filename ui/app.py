@@ -30,7 +30,7 @@ import sys  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QProgressBar,
     QSplitter,
     QTextBrowser,
+    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -67,7 +68,8 @@ from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
 from .export import install_export_action, register_window_class  # noqa: E402
 from .views import colors as C  # noqa: E402
-from .views.controls import ControlsPanel  # noqa: E402
+from .views.controls import ControlsPanel, QuickSettings  # noqa: E402
+from .views.inputguard import install_input_guard  # noqa: E402
 
 APP_NAME = "Gradient Flow Lab"
 ORG_NAME = "GradientFlowLab"
@@ -77,6 +79,7 @@ STATUS_MESSAGE_MS = 10_000
 
 KEY_GEOMETRY = "window/geometry"
 KEY_STATE = "window/state"
+KEY_SIZE = "window/size"
 KEY_LAST_PATH = "experiment/last_path"
 KEY_LAST_DIR = "experiment/last_dir"
 # the file being started; cleared once it runs, so a start that never finished (killed,
@@ -168,6 +171,61 @@ class Banner(QFrame):
     def dismiss(self) -> None:
         self.kind = ""
         self.hide()
+
+
+class ExperimentNote(QFrame):
+    """The loaded experiment's name and description (a preset's instructions), above the
+    canvas: its first sentence, and the whole of it behind "More"."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("experiment_note")
+        self.setStyleSheet(f"#experiment_note {{ background: {C.PANEL}; border: 1px solid "
+                           "#30364b; border-radius: 4px; } #experiment_note QLabel "
+                           "{ border: none; }")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 3, 4, 3)
+        self.label = QLabel()
+        self.label.setObjectName("experiment_note_text")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.label, 1)
+        self.more = QToolButton()
+        self.more.setObjectName("experiment_note_more")
+        self.more.setCheckable(True)
+        self.more.setAutoRaise(True)
+        self.more.toggled.connect(self._refresh)
+        row.addWidget(self.more, 0, Qt.AlignmentFlag.AlignTop)
+        self.name = self.description = ""
+        self.hide()
+
+    def set_experiment(self, name: str, description: str) -> None:
+        if (name, description) == (self.name, self.description):
+            return
+        self.name, self.description = name, description.strip()
+        self.more.setChecked(False)
+        self._refresh()
+
+    @property
+    def short(self) -> str:
+        """The description's first sentence (or line)."""
+        text = self.description.split("\n", 1)[0]
+        m = re.search(r"[.!?](\s|$)", text)
+        return text[: m.end()].strip() if m else text
+
+    def _refresh(self, *_) -> None:
+        if not (self.name or self.description):
+            self.hide()
+            return
+        full = self.more.isChecked()
+        body = self.description if full else self.short
+        body = html.escape(body).replace("\n", "<br>")
+        self.label.setText(f"<b>{html.escape(self.name)}</b>" + (f" — {body}" if body else ""))
+        self.more.setVisible(self.short != self.description)
+        self.more.setText("Less" if full else "More")
+        self.more.setToolTip("Show only the first sentence" if full else
+                             "Show the whole description")
+        self.show()
 
 
 class HelpWindow(QWidget):
@@ -287,21 +345,37 @@ class MainWindow(QMainWindow):
         self._name = experiment.name if experiment is not None else ""
         self._pending_open: tuple[Experiment, str | None] | None = None
         self.help_window: HelpWindow | None = None
+        # the experiment as last opened or saved, and as it is now: the difference is
+        # the user's unsaved work
+        self._clean_experiment: Experiment | None = None
+        self._experiment_now: Experiment | None = None
+        install_input_guard()  # wheel and Space rules for every spin box and combo box
         self.setDockNestingEnabled(True)
-        self.resize(1500, 940)
+        self.resize(self._fitted_size(QSize(1500, 940)))
 
         self._build_actions()
         self._build_central()
         self._build_docks()
+        self._build_top_bar()
         self._build_menus()
         self._build_status_bar()
+        install_input_guard(self)
         self._default_state = self.saveState()
         self._restore_settings()
         self.set_experiment_path(path)
+        if controller.is_ready:
+            with controller.locked() as sim:
+                self._clean_experiment = self._experiment_now = sim.experiment
+            self._show_description(self._experiment_now)
+        elif experiment is not None:
+            self._show_description(experiment)
         self._update_title()
         self._connect()
         self._set_sim_actions_enabled(controller.is_ready)
         self.exporter = install_export_action(self)
+        from .compare_window import install_compare_actions  # compare mode: its own window
+
+        self.compare_actions = install_compare_actions(self)
 
     # -- construction ---------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
@@ -362,8 +436,13 @@ class MainWindow(QMainWindow):
         self.action_play = self._action(
             "action_play", "Play", c.toggle_play, ["Space"],
             "Train continuously; press again to pause (Space)")
+        self.action_to_backward = self._action(
+            "action_to_backward", "Jump to backward pass", c.skip_to_backward, ["B"],
+            "Run the rest of the forward pass and the loss at once, so the next micro-step "
+            "is the first backward layer (B)")
         self.playback_actions = {"reset": self.action_reset, "micro": self.action_micro,
-                                 "step": self.action_step, "play": self.action_play}
+                                 "step": self.action_step, "play": self.action_play,
+                                 "to_backward": self.action_to_backward}
 
     def _build_central(self) -> None:
         self.banner = Banner()
@@ -374,8 +453,25 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(4, 4, 4, 0)
         layout.setSpacing(4)
         layout.addWidget(self.banner)
+        self.note = ExperimentNote()
+        layout.addWidget(self.note)
         layout.addWidget(self.canvas, 1)
         self.setCentralWidget(central)
+
+    def _build_top_bar(self) -> None:
+        """Learning rate and activation where they are seen at once (as in Playground):
+        they decide whether a deep network learns at all."""
+        self.quick = QuickSettings(self.controller, self.editor)
+        self.quick.setObjectName("quick_settings")
+        bar = QToolBar("Quick settings", self)
+        bar.setObjectName("toolbar_quick")
+        bar.setMovable(False)
+        for key in ("play", "step", "micro"):
+            bar.addAction(self.playback_actions[key])
+        bar.addSeparator()
+        bar.addWidget(self.quick)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.top_bar = bar
 
     def _build_docks(self) -> None:
         self.docks: dict[str, QDockWidget] = {}
@@ -438,6 +534,10 @@ class MainWindow(QMainWindow):
         run.setObjectName("menu_run")
         for action in self.playback_actions.values():
             run.addAction(action)
+        from ui.views.sweep import add_sweep_action  # issue 11: Run > Sweep…
+
+        run.addSeparator()
+        self.action_sweep = add_sweep_action(self, run)
 
         view = bar.addMenu("&View")
         view.setObjectName("menu_view")
@@ -539,16 +639,47 @@ class MainWindow(QMainWindow):
             self.diagnosis.help_requested.connect(self.show_help)
 
     # -- settings --------------------------------------------------------------------------
+    def _available(self):
+        screen = self.screen() or QApplication.primaryScreen()
+        return screen.availableGeometry() if screen is not None else None
+
+    def _fitted_size(self, size: QSize) -> QSize:
+        """``size``, made smaller where the screen is smaller (room left for the frame)."""
+        avail = self._available()
+        if avail is None:
+            return size
+        return QSize(min(size.width(), avail.width() - 16),
+                     min(size.height(), avail.height() - 40))
+
     def _restore_settings(self) -> None:
+        """The saved window size and dock layout, but only if that window fits this
+        screen: squeezed into a smaller one, the saved dock sizes clip the panels."""
         geometry = self.settings.value(KEY_GEOMETRY)
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
+        if not (isinstance(geometry, QByteArray) and not geometry.isEmpty()):
+            return
+        default_size = self.size()
+        # the size it was saved at: Qt squeezes a restored geometry onto the screen, and
+        # the dock layout saved with it would come back skewed
+        saved = self.settings.value(KEY_SIZE)
+        self.restoreGeometry(geometry)
+        if not isinstance(saved, QSize):
+            saved = self.size()
+        avail = self._available()
+        # (a screen smaller than the window's minimum fits no window: any will do)
+        least = self.minimumSizeHint()
+        if avail is not None and (saved.width() > max(avail.width(), least.width())
+                                  or saved.height() > max(avail.height(), least.height())):
+            self.showNormal()
+            self.resize(default_size)
+            self.move(avail.topLeft())
+            return
         state = self.settings.value(KEY_STATE)
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
 
     def save_settings(self) -> None:
         self.settings.setValue(KEY_GEOMETRY, self.saveGeometry())
+        self.settings.setValue(KEY_SIZE, self.size())
         self.settings.setValue(KEY_STATE, self.saveState())
         if self.current_path:
             self.settings.setValue(KEY_LAST_PATH, self.current_path)
@@ -569,6 +700,9 @@ class MainWindow(QMainWindow):
         self.settings.remove(KEY_STARTING)  # it started: safe to reopen next time
         if self.current_path:
             self.settings.setValue(KEY_LAST_PATH, self.current_path)
+        with self.controller.locked() as sim:
+            self._clean_experiment = self._experiment_now = sim.experiment
+        self._update_title()
         if self._pending_open is not None:
             experiment, path = self._pending_open
             self._pending_open = None
@@ -577,6 +711,7 @@ class MainWindow(QMainWindow):
     def _set_sim_actions_enabled(self, on: bool) -> None:
         for action in (*self.playback_actions.values(), self.action_save, self.action_save_as):
             action.setEnabled(on)
+        self.quick.setEnabled(on)
 
     def _on_compiling_changed(self, compiling: bool) -> None:
         self.compiling_label.setVisible(compiling)
@@ -608,7 +743,62 @@ class MainWindow(QMainWindow):
 
     def _on_experiment_changed(self, experiment) -> None:
         self._name = experiment.name
+        self._experiment_now = experiment
+        if self.banner.kind == "error":  # a later change went through: the error is old
+            self.banner.dismiss()
+        self._show_description(experiment)
         self._update_title()
+
+    def _show_description(self, experiment) -> None:
+        self.note.set_experiment(experiment.name, experiment.description)
+
+    @property
+    def is_modified(self) -> bool:
+        """Settings changed since the experiment was opened or saved."""
+        return (self._clean_experiment is not None and self._experiment_now is not None
+                and self._experiment_now != self._clean_experiment)
+
+    def _mark_clean(self) -> None:
+        if self.controller.is_ready:
+            with self.controller.locked() as sim:
+                self._clean_experiment = self._experiment_now = sim.experiment
+        self._update_title()
+
+    # test runs answer the unsaved-work question themselves when the window is closed
+    # at the end of a test ("discard"); None asks the user
+    unattended_answer: str | None = None
+
+    def ask_unsaved(self, doing: str) -> str:
+        """"save", "discard" or "cancel": what to do with unsaved edits before ``doing``."""
+        if self.unattended_answer is not None:
+            return self.unattended_answer
+        box = QMessageBox(self)
+        box.setObjectName("unsaved_box")
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle(APP_NAME)
+        box.setText(f"Save the changes to “{self._title_name()}” before {doing}?")
+        box.setInformativeText("Otherwise the edits made since it was opened or last saved "
+                               "are lost (they cannot be undone afterwards).")
+        box.setStandardButtons(QMessageBox.StandardButton.Save
+                               | QMessageBox.StandardButton.Discard
+                               | QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)
+        answer = box.exec()
+        box.deleteLater()
+        return {QMessageBox.StandardButton.Save: "save",
+                QMessageBox.StandardButton.Discard: "discard"}.get(
+                    QMessageBox.StandardButton(answer), "cancel")
+
+    def maybe_save(self, doing: str) -> bool:
+        """True when it is fine to go on with ``doing`` (nothing unsaved, saved, or the
+        user discarded the edits); False when the user cancelled."""
+        if not self.is_modified:
+            return True
+        answer = self.ask_unsaved(doing)
+        if answer == "save":
+            return self.save()
+        return answer == "discard"
 
     def _on_diverged(self, report) -> None:
         self.controller.pause()
@@ -630,8 +820,16 @@ class MainWindow(QMainWindow):
         self.banner.show_message(text, kind)
         self.statusBar().showMessage(text.splitlines()[0] if text else "", STATUS_MESSAGE_MS)
 
+    def _title_name(self) -> str:
+        if self.current_path:
+            return Path(self.current_path).name
+        return self._name or "Untitled"
+
     def _update_title(self) -> None:
-        self.setWindowTitle(f"{APP_NAME} — {self._name}" if self._name else APP_NAME)
+        """“file.json* — Gradient Flow Lab”: the file (or the preset's name while it is
+        not saved anywhere), and a star while there are unsaved edits."""
+        self.setWindowTitle(f"{self._title_name()}[*] — {APP_NAME}")
+        self.setWindowModified(self.is_modified)
 
     # -- files ---------------------------------------------------------------------------------
     def set_experiment_path(self, path: str | None) -> None:
@@ -642,6 +840,7 @@ class MainWindow(QMainWindow):
             if self.controller.is_ready:
                 self.settings.setValue(KEY_LAST_PATH, self.current_path)
             self.settings.setValue(KEY_LAST_DIR, str(Path(self.current_path).parent))
+        self._update_title()
 
     def _dialog_dir(self) -> str:
         if self.current_path:
@@ -649,12 +848,19 @@ class MainWindow(QMainWindow):
         return str(self.settings.value(KEY_LAST_DIR, "") or "")
 
     def open_dialog(self) -> None:
+        if not self.maybe_save("opening another experiment"):
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open experiment", self._dialog_dir(),
                                               EXPERIMENT_FILTER)
         if path:
-            self.open_path(path)
+            self._open_path(path)
 
     def open_path(self, path: str) -> bool:
+        if not self.maybe_save("opening another experiment"):
+            return False
+        return self._open_path(path)
+
+    def _open_path(self, path: str) -> bool:
         try:
             experiment = load_experiment(path)
         except ExperimentError as e:
@@ -695,6 +901,8 @@ class MainWindow(QMainWindow):
             return None
 
     def open_preset(self, key: str) -> bool:
+        if not self.maybe_save("loading the preset"):
+            return False
         try:
             experiment = load_preset(key)
         except ExperimentError as e:
@@ -714,7 +922,7 @@ class MainWindow(QMainWindow):
         self.set_experiment_path(path)
         self.banner.dismiss()
         self._name = experiment.name
-        self._update_title()
+        self._mark_clean()
         self.statusBar().showMessage(f"Opened “{experiment.name}”", STATUS_MESSAGE_MS)
         return True
 
@@ -746,6 +954,8 @@ class MainWindow(QMainWindow):
             self.show_message(f"Could not save. {e}")
             return False
         self.set_experiment_path(path)
+        self._clean_experiment = experiment
+        self._update_title()
         self.statusBar().showMessage(f"Saved to {path}", STATUS_MESSAGE_MS)
         return True
 
@@ -785,6 +995,9 @@ class MainWindow(QMainWindow):
 
     # -- closing -----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
+        if not self.maybe_save("quitting"):
+            event.ignore()
+            return
         self.save_settings()
         self.controller.shutdown()
         if self.help_window is not None:

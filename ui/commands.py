@@ -25,15 +25,12 @@ from PySide6.QtGui import QUndoCommand
 
 from simulator.data import DataSpec
 from simulator.experiment import TrainSpec
+from simulator.remedies import REMEDIES, apply_remedy, remedy_applies
+from simulator.remedies import residual_links as residual_links  # re-exported for the views
 from simulator.simulation import LayerParams, Simulation
-from simulator.spec import ACTIVATIONS, SATURATING, LayerSpec, NetworkSpec, SpecError
+from simulator.spec import ACTIVATIONS, LayerSpec, NetworkSpec, SpecError
 
-# Skips the "residual" remedy adds span blocks of this many layers, as in ResNet.
-RESIDUAL_BLOCK = 2
 DEFAULT_LAYER = LayerSpec(16, "relu")
-LR_LOWER_FACTOR = 10.0
-LR_RAISE_FACTOR = 3.0
-CLIP_NORM_REMEDY = 1.0
 
 Edit = Callable[[Simulation], object]
 
@@ -329,65 +326,18 @@ class Editor:
 
     # -- the diagnosis's remedies ---------------------------------------------------------
     def apply_remedy(self, key: str) -> bool:
-        """Apply one of the diagnosis's remedies (simulator.diagnosis.REMEDIES) as one
-        undoable step."""
+        """Apply one of the diagnosis's remedies (simulator.remedies) as one undoable
+        step: the remedy and its companion changes (a ReLU switch comes with He init
+        and a safe learning rate) undo together, back to the exact state before."""
         if not self.controller.is_ready:
             return False
-        spec = self._spec()
-        training = self._sim.training
-        if key == "relu":
-            hidden = tuple(replace(h, activation="relu") if h.activation in SATURATING else h
-                           for h in spec.hidden)
-            return self._spec_edit("Remedy: ReLU instead of sigmoid/tanh",
-                                   _set_hidden(spec, hidden))
-        if key == "leaky_relu":
-            hidden = tuple(replace(h, activation="leaky_relu") if h.activation == "relu" else h
-                           for h in spec.hidden)
-            return self._spec_edit("Remedy: leaky ReLU", _set_hidden(spec, hidden))
-        if key == "residual":
-            missing = [s for s in residual_links(spec.depth) if s not in spec.skips]
-            if not missing:
-                return self._refuse("every residual link is already there")
-            skips = spec.skips + tuple(missing)
-            return self._push("Remedy: residual skip links",
-                              lambda sim: sim.set_skips(skips),
-                              lambda sim: sim.set_skips(spec.skips))
-        if key == "batchnorm":
-            return self.set_batchnorm(0, True)
-        if key == "he_init":
-            return self._redraw_edit("Remedy: He initialization",
-                                     lambda sim: sim.set_init("he_normal"))
-        if key == "lecun_selu":
-            def selu_lecun(sim: Simulation):
-                sim.set_activation_all("selu")
-                sim.set_init("lecun_normal")
-            return self._redraw_edit("Remedy: SELU with LeCun init", selu_lecun)
-        if key == "clip_norm":
-            return self.update_training(clip_norm=CLIP_NORM_REMEDY)
-        if key == "lower_lr":
-            return self.update_training(lr=training.lr / LR_LOWER_FACTOR)
-        if key == "raise_lr":
-            return self.update_training(lr=training.lr * LR_RAISE_FACTOR)
-        return self._refuse(f"unknown remedy {key!r}")
-
-
-def residual_links(depth: int) -> tuple[tuple[int, int], ...]:
-    """Skips that give every hidden layer from 1 to ``depth`` an identity path around
-    it: blocks of two layers (k, k+2) as in ResNet, and a one-layer block (k, k+1)
-    where two layers no longer fit at the top."""
-    links = []
-    k = 1
-    while k + RESIDUAL_BLOCK <= depth:
-        links.append((k, k + RESIDUAL_BLOCK))
-        k += RESIDUAL_BLOCK
-    if k < depth:
-        links.append((k, depth))
-    return tuple(links)
-
-
-def _set_hidden(spec: NetworkSpec, hidden: tuple[LayerSpec, ...]) -> Edit:
-    new_spec = replace(spec, hidden=hidden)
-    return lambda sim: sim.set_spec(new_spec)
+        if key not in REMEDIES:
+            return self._refuse(f"unknown remedy {key!r}")
+        sim = self._sim
+        if not remedy_applies(key, sim.spec, sim.training):
+            return self._refuse(f"the remedy '{REMEDIES[key].label}' changes nothing here")
+        return self._redraw_edit(f"Remedy: {REMEDIES[key].label}",
+                                 lambda sim: apply_remedy(sim, key))
 
 
 def _lost_params(old: NetworkSpec, new: NetworkSpec, saved: LayerParams) -> LayerParams:

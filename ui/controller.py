@@ -226,6 +226,28 @@ class SimulationController(QObject):
             snap = self.sim.micro_step()
         self._publish(snap)
 
+    def skip_to_backward(self) -> None:
+        """Micro-step through the rest of the forward pass and the loss, so the next
+        micro-step is the first backward layer (from the middle of the backward pass or
+        the update: the next iteration's). The view shows the loss just computed."""
+        if not self.is_ready:
+            return
+        self.pause()
+        with self._hold():
+            sim = self.sim
+            if sim.micro_step_name()[0] not in ("forward", "loss"):
+                # finish this iteration first (its backward pass and update)
+                for _ in range(sim.n_micro_steps):
+                    if sim.divergence is not None or sim.position == 0:
+                        break
+                    sim.micro_step()
+            snap = None
+            while sim.divergence is None and sim.micro_step_name()[0] in ("forward", "loss"):
+                snap = sim.micro_step()
+            if snap is None:
+                snap = sim.snapshot()
+        self._publish(snap)
+
     def step(self) -> None:
         """Finish the current iteration, or do one whole one."""
         if not self.is_ready:
@@ -264,7 +286,11 @@ class SimulationController(QObject):
 
     @property
     def animate_micro_steps(self) -> bool:
+        """The setting; it applies to the animated speeds only (fast mode never animates)."""
         return self._micro
+
+    def _animating(self) -> bool:
+        return self._micro and SPEEDS[self._speed] is not None
 
     def set_speed(self, speed: str) -> None:
         if speed not in SPEEDS:
@@ -293,7 +319,7 @@ class SimulationController(QObject):
             return
         self._playing = True
         self.running_changed.emit(True)
-        if SPEEDS[self._speed] is None and not self._micro:
+        if SPEEDS[self._speed] is None:  # fast: no animation, whatever the check box says
             self._start_worker()
         else:
             self._clock.start(0)
@@ -307,7 +333,7 @@ class SimulationController(QObject):
         self.running_changed.emit(False)
 
     def _tick_interval_ms(self) -> int:
-        if self._micro:
+        if self._animating():
             return int(1000 / MICRO_RATE)
         return int(1000 / SPEEDS[self._speed]) if SPEEDS[self._speed] else 0
 
@@ -316,7 +342,7 @@ class SimulationController(QObject):
             return
         t0 = time.perf_counter()
         with self._hold():
-            if self._micro:
+            if self._animating():
                 snap = self.sim.micro_step()
             else:
                 snap = self.sim.step()

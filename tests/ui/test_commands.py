@@ -215,13 +215,14 @@ def test_remedy_lecun_selu_is_one_step(controller, editor):
 def test_remedy_residual_adds_only_missing_links(controller, editor):
     editor.add_skip(1, 3)
     assert editor.apply_remedy("residual")
-    assert controller.sim.spec.skips == ((1, 3), (3, 4))
+    # a skip around every layer above the first (simulator.remedies.RESIDUAL_BLOCK = 1)
+    assert set(controller.sim.spec.skips) == {(1, 3), (1, 2), (2, 3), (3, 4)}
     assert editor.apply_remedy("residual") is False  # nothing left to add
 
 
 @pytest.mark.parametrize("depth, links", [
-    (0, ()), (1, ()), (2, ((1, 2),)), (3, ((1, 3),)), (4, ((1, 3), (3, 4))),
-    (5, ((1, 3), (3, 5))), (6, ((1, 3), (3, 5), (5, 6)))])
+    (0, ()), (1, ()), (2, ((1, 2),)), (3, ((1, 2), (2, 3))), (4, ((1, 2), (2, 3), (3, 4))),
+    (6, ((1, 2), (2, 3), (3, 4), (4, 5), (5, 6)))])
 def test_residual_links(depth, links):
     assert residual_links(depth) == links
 

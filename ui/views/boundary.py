@@ -28,6 +28,7 @@ BUDGET_SECONDS = 0.0015  # per snapshot: part of a frame's 16 ms
 PLAY_INTERVAL = 0.25
 REFINE_AFTER_MS = 250
 REFINE_SECONDS = 0.03  # the finer grid, drawn while nothing else happens
+DEFER_ABOVE_SECONDS = 0.004  # a map costing more waits for the steps to pause
 MIN_GRID, MAX_GRID = 12, 90
 
 
@@ -50,6 +51,7 @@ class DecisionBoundaryView(Panel):
         self._dataset = None
         self._extent = None
         self.last_update_seconds = 0.0
+        self._deferred = False  # a snapshot's map left for the refine timer
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
         self.plot.setMenuEnabled(False)
@@ -65,8 +67,12 @@ class DecisionBoundaryView(Panel):
         self.test_points = pg.ScatterPlotItem(size=7, pxMode=True)
         pi.addItem(self.train_points)
         pi.addItem(self.test_points)
-        legend = pi.addLegend(offset=(-6, 6), labelTextColor=C.FOREGROUND,
-                              brush=pg.mkBrush(28, 32, 48, 200))
+        # the legend in the title's row, above the plot: inside it covered points
+        legend = self.legend = C.RowLegend(colCount=2)
+        pi.layout.removeItem(pi.titleLabel)
+        pi.titleLabel.hide()
+        pi.layout.addItem(legend, 0, 1)
+        pi.layout.setRowStretchFactor(0, 0)
         legend.addItem(pg.ScatterPlotItem(size=6, brush=C.FOREGROUND, pen=pg.mkPen("#000")),
                        "training")
         hollow = pg.ScatterPlotItem(size=7, brush=None, pen=pg.mkPen(C.FOREGROUND, width=1.6))
@@ -83,7 +89,7 @@ class DecisionBoundaryView(Panel):
         self._stack = QStackedLayout(self)
         self._stack.addWidget(self._message)
         self._stack.addWidget(page)
-        self.setMinimumSize(220, 200)
+        self.setMinimumSize(180, 130)
 
         self._refine_timer = QTimer(self)
         self._refine_timer.setSingleShot(True)
@@ -96,7 +102,16 @@ class DecisionBoundaryView(Panel):
 
     # -- controller signals ------------------------------------------------------------
     def _on_snapshot_changed(self, snapshot) -> None:
-        super()._on_snapshot_changed(snapshot)
+        if (not self.controller.is_playing and self._cost_per_point
+                and self._cost_per_point * self.grid_size ** 2 > DEFER_ABOVE_SECONDS
+                and self._dataset is not None and self.controller.sim is not None
+                and self._dataset is self.controller.sim.dataset):
+            # a deep network: even the coarsest grid would take the frame over its
+            # budget. Stepping by hand, the map follows once the steps pause (the
+            # refine timer); exported frames call render_snapshot and are not deferred
+            self._deferred = True
+        else:
+            super()._on_snapshot_changed(snapshot)
         self._refine_later()
 
     def _on_structure_changed(self, spec) -> None:
@@ -166,8 +181,9 @@ class DecisionBoundaryView(Panel):
                 or not self._cost_per_point):
             return
         g = self._grid_for(REFINE_SECONDS)
-        if g > self.grid_size:
-            self._draw_grid(ds, g)
+        if g > self.grid_size or self._deferred:
+            self._deferred = False
+            self._draw_grid(ds, max(g, self.grid_size))
 
     # -- drawing ----------------------------------------------------------------------------
     def render_snapshot(self, snapshot, force: bool = False) -> None:

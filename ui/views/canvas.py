@@ -320,9 +320,13 @@ class _LayerLabels(pg.GraphicsObject):
     def set_structure(self, headers, bn, extra, rect: QRectF) -> None:
         self.prepareGeometryChange()
         self.headers, self.bn, self.extra = list(headers), list(bn), list(extra)
+        # upright (narrow columns): one line per layer, with the hidden units' count
+        self.vertical_texts = [h + (" +BN" if b else "") + (f"  (+{e})" if e > 0 else "")
+                               for h, b, e in zip(self.headers, self.bn, self.extra,
+                                                  strict=True)]
         # headers only change with the structure: lay their text out once
         self._static = {}
-        for text in {*self.headers, *(h + " +BN" for h in self.headers)}:
+        for text in {*self.headers, *self.vertical_texts}:
             st = QStaticText(text)
             st.prepare(QTransform(), self.font)
             self._static[text] = st
@@ -409,7 +413,7 @@ class _LayerLabels(pg.GraphicsObject):
                     painter.setPen(fg)
                     painter.drawText(QPointF(x - fm.horizontalAdvance(s) / 2, below), s)
             else:
-                text = header + (" +BN" if self.bn[k] else "")
+                text = self.vertical_texts[k]
                 self._vertical(painter, x, top - 8, text, fg, fm, up_from=True,
                                static=self._static.get(text))
                 if not is_hi and not covered and self.norms[k]:
@@ -632,9 +636,16 @@ class NetworkCanvas(pg.GraphicsView):
         self._arc_note = pg.TextItem(color=C.MUTED, anchor=(0, 1))
         self._arc_note.hide()
         self._arcs_not_drawn = 0
+        # the layer an activation chip would land on, while it is dragged over the canvas
+        self._drop_box = QGraphicsRectItem(QRectF(-0.45, -COL_HALF - 0.12, 0.9,
+                                                  2 * COL_HALF + 0.24))
+        self._drop_box.setPen(C.cosmetic_pen(C.FORWARD, 2.0))
+        self._drop_box.setBrush(QBrush(C.blend(C.FORWARD, 40)))
+        self._drop_box.hide()
+        self.drop_layer = 0  # the layer highlighted for a drop, 0 for none
         for z, item in ((-5, self._glow), (0, self._edges), (2, self._units), (4, self._dim),
                         (5, self._identity_arcs), (5, self._projection_arcs),
-                        (6, self._arc_note),
+                        (6, self._arc_note), (6, self._drop_box),
                         (7, self._labels), (8, self._rubber)):
             item.setZValue(z)
             self.vb.addItem(item, ignoreBounds=True)
@@ -807,8 +818,34 @@ class NetworkCanvas(pg.GraphicsView):
         if self._spec is None:
             return
         n = self.n_columns
-        self.vb.setRange(xRange=(-0.8, n - 1 + 0.8), yRange=(-COL_HALF - 0.75, self._top() + 0.1),
-                         padding=0.0)
+        bottom, top = self._fit_y_range(n)
+        self.vb.setRange(xRange=(-0.8, n - 1 + 0.8), yRange=(bottom, top), padding=0.0)
+
+    def _fit_y_range(self, n: int) -> tuple[float, float]:
+        """The y range that shows the units, the skip arcs, and the layer texts in full:
+        the texts are drawn in pixels above and below the units, so on a short canvas
+        the units get less height until the texts fit (within reason)."""
+        lo_pad, hi_pad = 0.75, self._top() + 0.1 - COL_HALF  # data units below / above
+        h, w = self.vb.height(), self.vb.width()
+        labels = self._labels
+        if h <= 0 or w <= 0 or not labels.headers:
+            return -COL_HALF - lo_pad, COL_HALF + hi_pad
+        fm = QFontMetricsF(labels.font)
+        spacing = w / max(n - 1 + 1.6, 1.0)
+        if spacing >= labels._widest + 8:  # texts lie flat: a couple of lines each side
+            need_top, need_bottom = 2 * fm.height() + 12, 3 * fm.height() + 16
+        else:  # upright: as long as the longest text
+            need_top = max(fm.horizontalAdvance(t) for t in labels.vertical_texts) + 14
+            need_bottom = fm.horizontalAdvance("\u2016a\u2016 8.8e-88") + 14
+        span = 2 * COL_HALF
+        s0 = h / (lo_pad + span + hi_pad)  # pixels per data unit without the texts
+        scale = s0
+        for _ in range(8):  # settles in a few rounds
+            top_pad = max(hi_pad, need_top / scale)
+            bottom_pad = max(lo_pad, need_bottom / scale)
+            scale = max(h / (top_pad + span + bottom_pad), 0.35 * s0)
+        bottom = -COL_HALF - max(lo_pad, need_bottom / scale)
+        return bottom, bottom + h / scale
 
     # -- drawing a snapshot --------------------------------------------------------------
     def _set_empty(self, empty: bool) -> None:
@@ -884,6 +921,10 @@ class NetworkCanvas(pg.GraphicsView):
         self._dim.set_rects(rects)
 
         norms = [""] + ([C.fmt_sci(v) for v in snapshot.delta_norm] if ok else [""] * n_w)
+        if hi > 0 and phase == "forward" and len(snapshot.activations) >= hi:
+            # the forward pass computes the activations: show that, not last step's delta
+            a = np.asarray(snapshot.activations[hi - 1], dtype=np.float64)
+            norms[hi] = "\u2016a\u2016 " + C.fmt_sci(float(np.sqrt(np.sum(a * a))))
         self._labels.set_values(norms, hi, color)
 
     def _edge_values(self, snapshot) -> np.ndarray:
@@ -1059,10 +1100,15 @@ class NetworkCanvas(pg.GraphicsView):
         target = self._layer_at(pos)
         valid = self._skip_target(k0, target) is not None
         x1 = float(target) if valid else d.x()
-        y1 = ARC_BASE if valid else d.y()
-        h = _arc_height(int(abs(x1 - k0)) or 1)
-        path = QPainterPath(QPointF(k0, ARC_BASE))
-        path.cubicTo(QPointF(k0, ARC_BASE + h * 4 / 3), QPointF(x1, max(y1, ARC_BASE) + h * 4 / 3),
+        # inside the part of the view that is shown: without skips yet, the room above
+        # the layers where arcs go is off the top, and the band showed as two ticks
+        view_top = self.vb.viewRange()[1][1]
+        base = min(ARC_BASE, view_top - 0.1)
+        y1 = base if valid else d.y()
+        room = view_top - max(y1, base) - 0.05
+        h = max(min(_arc_height(int(abs(x1 - k0)) or 1), room), 0.05)
+        path = QPainterPath(QPointF(k0, base))
+        path.cubicTo(QPointF(k0, base + h * 4 / 3), QPointF(x1, max(y1, base) + h * 4 / 3),
                      QPointF(x1, y1))
         self._rubber.setPen(C.cosmetic_pen(C.IDENTITY_SKIP if valid else C.MUTED, 2.0,
                                            Qt.PenStyle.DashLine))
@@ -1151,17 +1197,30 @@ class NetworkCanvas(pg.GraphicsView):
             return
         target = self._drop_target(ev.position().toPoint())
         self._drop_all.set_hot(target == 0)
+        self._show_drop_layer(target or 0)
         if target is None:
             ev.ignore()
         else:
             ev.acceptProposedAction()
 
+    def _show_drop_layer(self, k: int) -> None:
+        if k == self.drop_layer:
+            return
+        self.drop_layer = k
+        if k >= 1:
+            self._drop_box.setPos(k, 0)
+            self._drop_box.show()
+        else:
+            self._drop_box.hide()
+
     def dragLeaveEvent(self, ev) -> None:
         self._drop_all.set_hot(False)
+        self._show_drop_layer(0)
         ev.accept()
 
     def dropEvent(self, ev) -> None:
         self._drop_all.set_hot(False)
+        self._show_drop_layer(0)
         mime = ev.mimeData()
         if not mime.hasFormat(ACTIVATION_MIME):
             ev.ignore()

@@ -236,6 +236,37 @@ def step_range(current, first: float, last: float, min_span: float = 10.0):
     return (float(first), float(first) + span)
 
 
+def fit_steps(first: float, last: float, min_span: float = 10.0) -> tuple[float, float]:
+    """The x range that ends at the last step (used when not playing): no empty room
+    past the data, at least ``min_span`` steps wide."""
+    return (float(first), float(max(last, first + min_span)))
+
+
+class RowLegend(pg.LegendItem):
+    """A legend that takes its own row in a graphics layout instead of floating over
+    the data: pyqtgraph's sizes itself with ``setGeometry(0, 0, ...)``, which would
+    pull it out of the layout, so this one sets its size hints instead."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("labelTextColor", FOREGROUND)
+        kwargs.setdefault("frame", False)
+        super().__init__(offset=None, **kwargs)
+
+    def updateSize(self):
+        height = width = 0.0
+        for row in range(self.layout.rowCount()):
+            row_h, row_w = 0.0, 0.0
+            for col in range(self.layout.columnCount()):
+                item = self.layout.itemAt(row, col)
+                if item:
+                    row_w += item.width() + 3
+                    row_h = max(row_h, item.height())
+            width, height = max(width, row_w), height + row_h
+        self.setMinimumSize(width, height)
+        self.setMaximumHeight(height)
+        self.updateGeometry()
+
+
 def value_range(current, lo: float, hi: float, pad: float = 0.08):
     """A y range for values in [lo, hi] that changes rarely: kept while it holds them
     and they span at least half of it; a new one has ``pad`` of the span either side.

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QProgressDialog,
     QPushButton,
@@ -238,10 +239,29 @@ class ControlsPanel(QScrollArea):
                                 "own frame, so you can watch the error signal travel down "
                                 "(and shrink) one layer at a time.")
         self.animate.toggled.connect(self.controller.set_animate_micro_steps)
+        self.speed.currentIndexChanged.connect(self._on_speed_shown)
         grid.addWidget(QLabel("Speed"), 1, 0)
         grid.addWidget(self.speed, 1, 1, 1, 3)
         grid.addWidget(self.animate, 2, 0, 1, 4)
+        if "to_backward" in actions:
+            jump = QToolButton()
+            jump.setObjectName("button_to_backward")
+            jump.setDefaultAction(actions["to_backward"])
+            jump.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            self.playback_buttons["to_backward"] = jump
+            grid.addWidget(jump, 3, 0, 1, 4)
+        self._on_speed_shown()
         return box
+
+    def _on_speed_shown(self, *_) -> None:
+        # fast mode trains in the background and never animates: say so
+        fast = SPEEDS.get(self.speed.currentData()) is None
+        self.animate.setEnabled(not fast)
+        self.animate.setToolTip(
+            "Fast mode never animates: choose another speed to watch the layers one by one."
+            if fast else
+            "While playing, show every forward and backward layer as its own frame, so you "
+            "can watch the error signal travel down (and shrink) one layer at a time.")
 
     def _build_data(self) -> QGroupBox:
         box = QGroupBox("Data")
@@ -415,6 +435,7 @@ class ControlsPanel(QScrollArea):
         self.samples.setEnabled(toy)
         self.classes.setEnabled(data.kind in MULTICLASS_KINDS)
         self.dims.setEnabled(data.kind == "highdim")
+        self._show_dataset_sizes()
         summary = self._csv_summary() if data.kind == "csv" else ""
         name = _file_name(data.path) if data.kind == "csv" else ""
         # the import summary: rows, inputs, which line was the header, the class mapping
@@ -446,6 +467,29 @@ class ControlsPanel(QScrollArea):
         self.l2.setValue(train.weight_decay)
         self.clip_norm.setValue(train.clip_norm)
         self.clip_value.setValue(train.clip_value)
+
+    def _show_dataset_sizes(self) -> None:
+        """A field that cannot be edited for this data set shows what the data set has
+        (iris: 150 samples, 3 classes, 4 inputs), not a value left from another one."""
+        sim = self.controller.sim
+        if sim is None:
+            return
+        with self.controller.locked() as locked:
+            ds = locked.dataset
+        regression = ds.task != "classification"
+        if not self.samples.isEnabled():
+            self.samples.setValue(ds.n_train + ds.n_test)
+        if not self.dims.isEnabled():
+            self.dims.setValue(ds.input_dim)
+        if not self.classes.isEnabled() and regression:
+            self.classes.setRange(0, 10)
+            self.classes.setSpecialValueText("none (regression)")
+            self.classes.setValue(0)
+        else:
+            self.classes.setSpecialValueText("")
+            self.classes.setRange(2, 10)
+            if not self.classes.isEnabled():
+                self.classes.setValue(ds.n_classes)
 
     # -- widgets -> editor --------------------------------------------------------------
     def _current_data(self) -> DataSpec | None:
@@ -602,3 +646,58 @@ def _file_name(path: str | None) -> str:
     if not path:
         return ""
     return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class QuickSettings(QWidget):
+    """Learning rate and activation in the window's top bar, seen at start (as in
+    Playground): they decide whether a deep network learns at all. They edit the same
+    settings as the Controls panel, through the Editor (undoable)."""
+
+    def __init__(self, controller, editor, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.editor = editor
+        row = QHBoxLayout(self)
+        row.setContentsMargins(6, 0, 6, 0)
+        row.setSpacing(6)
+        self.lr = ScientificSpinBox(0.0, 1000.0)
+        self.lr.setObjectName("quick_lr")
+        self.lr.setMinimumWidth(80)
+        self.lr.setToolTip("Learning rate: the step size of every update. The arrows move "
+                           "along 1, 2, 5, 10, …")
+        self.lr.valueChanged.connect(lambda v: self.editor.update_training(lr=v))
+        self.activation = QComboBox()
+        self.activation.setObjectName("quick_activation")
+        self.activation.addItems(ACTIVATIONS)
+        self.activation.setPlaceholderText("mixed")
+        self.activation.setToolTip("Activation of every hidden layer")
+        self.activation.activated.connect(
+            lambda i: self.editor.set_activation(0, self.activation.itemText(i)))
+        self.optimizer = QComboBox()
+        self.optimizer.setObjectName("quick_optimizer")
+        for key in OPTIMIZERS:
+            self.optimizer.addItem(_OPT_TEXT.get(key, key), key)
+        self.optimizer.activated.connect(
+            lambda _i: self.editor.update_training(optimizer=self.optimizer.currentData()))
+        for text, widget in (("Learning rate", self.lr), ("Activation", self.activation),
+                             ("Optimizer", self.optimizer)):
+            label = QLabel(text)
+            label.setBuddy(widget)
+            row.addWidget(label)
+            row.addWidget(widget)
+            row.addSpacing(8)
+        controller.experiment_changed.connect(self._on_experiment_changed)
+        if controller.is_ready:
+            self._on_experiment_changed(controller.sim.experiment)
+
+    def _on_experiment_changed(self, experiment) -> None:
+        blockers = [QSignalBlocker(w) for w in (self.lr, self.activation, self.optimizer)]
+        try:
+            self.lr.setValue(experiment.training.lr)
+            acts = {h.activation for h in experiment.network.hidden}
+            self.activation.setCurrentIndex(self.activation.findText(acts.pop())
+                                            if len(acts) == 1 else -1)
+            self.optimizer.setCurrentIndex(
+                self.optimizer.findData(experiment.training.optimizer))
+        finally:
+            del blockers

@@ -12,6 +12,7 @@ import math
 import time
 from functools import partial
 
+import numpy as np
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -23,8 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.diagnosis import diagnose
+from simulator.diagnosis import WINDOW, diagnose
 from simulator.glossary import FINDING_TOPICS
+from simulator.remedies import hardware_outlook
+from simulator.snapshot import HIST_UPDATE_RATIO
 
 from . import colors as C
 from .panel import Panel
@@ -111,6 +114,43 @@ class FindingCard(QFrame):
                 f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
 
 
+class HardwareCard(QFrame):
+    """The honest "faster hardware" remedy: what more steps per second would buy the
+    lowest layer, from its measured update ratio and this machine's measured speed."""
+
+    def __init__(self, panel: DiagnosisPanel):
+        super().__init__(panel._list)
+        self.setObjectName("card")
+        self.setStyleSheet(
+            f"QFrame#card {{ background: {C.PANEL}; border: 1px solid {C.GRID}; "
+            f"border-left: 4px solid {C.MUTED}; border-radius: 4px; }}"
+            f"QLabel {{ color: {C.FOREGROUND}; background: transparent; }}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        self.title = QLabel("Faster hardware?")
+        self.title.setStyleSheet("font-weight: bold;")
+        self.detail = QLabel()
+        self.detail.setWordWrap(True)
+        self.button = QPushButton("Try brute force: fast mode")
+        self.button.setToolTip("Train as fast as this machine can, without animation")
+        self.button.clicked.connect(panel._on_fast_mode)
+        layout.addWidget(self.title)
+        layout.addWidget(self.detail)
+        layout.addWidget(self.button)
+        self.outlook = None
+
+    def show_outlook(self, outlook, layer: int) -> None:
+        self.outlook = outlook
+        if outlook is None:
+            text = (f"Faster hardware only buys more steps; it does not change the gradient. "
+                    f"Play for a moment to measure this machine's speed and layer {layer}'s "
+                    "update size, and this card says what more speed would buy.")
+        else:
+            text = outlook.text
+        if self.detail.text() != text:
+            self.detail.setText(text)
+
+
 class DiagnosisPanel(Panel):
     remedy_requested = Signal(str)  # a Remedy.key from simulator.diagnosis
     help_requested = Signal(str)  # a topic key from simulator.glossary
@@ -121,6 +161,9 @@ class DiagnosisPanel(Panel):
         self.cards: list[FindingCard] = []
         self.findings = []
         self._last_time = -math.inf
+        self._baseline = None  # the first snapshot of this structure: dying vs off at start
+        self._rate = math.nan  # measured training steps per second
+        controller.rate_changed.connect(self._on_rate_changed)
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
@@ -147,7 +190,10 @@ class DiagnosisPanel(Panel):
         layout.addWidget(self.banner)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 1)
-        self.setMinimumSize(240, 160)
+        self.setMinimumSize(220, 130)
+        self.hardware = HardwareCard(self)
+        self._list_layout.insertWidget(0, self.hardware)
+        self.hardware.hide()
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)
@@ -155,6 +201,16 @@ class DiagnosisPanel(Panel):
 
     def _on_structure_changed(self, spec) -> None:
         self._last_time = -math.inf  # the next snapshot is diagnosed whatever the clock says
+        self._baseline = None
+
+    def _on_rate_changed(self, rate: float) -> None:
+        if rate > 0:
+            self._rate = rate
+
+    def _on_fast_mode(self) -> None:
+        self.controller.set_speed("fast")
+        if not self.controller.is_playing:
+            self.controller.play()
 
     def _on_ready_changed(self) -> None:
         self.status.setText("Building the network\u2026")
@@ -170,9 +226,32 @@ class DiagnosisPanel(Panel):
                 and now - self._last_time < 1.0 / PLAY_HZ):
             return
         self._last_time = now
+        if (self._baseline is None or snapshot.step == 0
+                or self._baseline.spec != snapshot.spec or snapshot.step < self._baseline.step):
+            self._baseline = snapshot
         with self.controller.locked() as sim:
-            findings = diagnose(snapshot.spec, snapshot, sim.history)
+            findings = diagnose(snapshot.spec, snapshot, sim.history, sim.training,
+                                baseline=self._baseline, previous=self.findings)
+            lowest = self._lowest_update_ratio(sim.history, snapshot)
         self.show_findings(findings, snapshot)
+        self._show_hardware(findings, lowest)
+
+    @staticmethod
+    def _lowest_update_ratio(history, snapshot) -> float:
+        """Layer 1's update ratio: the median of the recent window (the diagnosis's)."""
+        if history is not None and len(history) and history.n_layers == snapshot.n_layers:
+            col = history.layer_series(HIST_UPDATE_RATIO)[-WINDOW:, 0].astype(np.float64)
+            col = col[np.isfinite(col)]
+            if col.size:
+                return float(np.median(col))
+        return float(snapshot.update_ratio[0]) if len(snapshot.update_ratio) else math.nan
+
+    def _show_hardware(self, findings, lowest: float) -> None:
+        if any(f.kind == "vanishing" for f in findings):
+            self.hardware.show_outlook(hardware_outlook(lowest, self._rate), 1)
+            self.hardware.show()
+        else:
+            self.hardware.hide()
 
     def show_findings(self, findings, snapshot=None) -> None:
         self.findings = list(findings)

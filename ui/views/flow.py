@@ -39,9 +39,34 @@ def layer_ticks(n_weight_layers: int, max_labels: int = 16) -> list[tuple[int, s
     """Ticks 1..L and 'out' at L+1, thinned to at most about ``max_labels``."""
     step = max(1, math.ceil(n_weight_layers / max_labels))
     ticks = [(k, str(k)) for k in range(1, n_weight_layers, step)]
-    if ticks and n_weight_layers - ticks[-1][0] < step / 2:
+    if ticks and n_weight_layers - ticks[-1][0] < step:  # "out" is wider than a number
         ticks.pop()
     return ticks + [(n_weight_layers, "out")]
+
+
+_MODE_BUTTON_STYLE = (
+    "QToolButton { padding: 2px 8px; border: 1px solid #454c62; border-radius: 3px; }"
+    "QToolButton:checked { background: #2f6fb3; color: #ffffff; border-color: #8ec5ff; }"
+    "QToolButton:!checked { background: transparent; color: #aab3c5; }")
+
+
+def theory_in_words(chi_star: float, phase: str) -> str:
+    """The mean-field factor said plainly: ||delta|| changes by about sqrt(chi*) per layer
+    (chi* is the factor on its square)."""
+    factor = math.sqrt(chi_star) if chi_star > 0 else 0.0
+    if phase == "chaotic":
+        return f"Theory: each layer multiplies the gradient by {factor:.2g}"
+    return f"Theory: each layer passes on {_pct(factor)} of the gradient"
+
+
+_PHASE_WORDS = {"ordered": "ordered: the gradient fades with depth",
+                "critical": "critical: the gradient keeps its size",
+                "chaotic": "chaotic: the gradient grows with depth"}
+
+
+def _pct(fraction: float) -> str:
+    p = 100.0 * fraction
+    return f"{p:.2g}\u2009%" if p >= 0.01 else "almost none"
 
 
 class GradientFlowView(Panel):
@@ -55,6 +80,7 @@ class GradientFlowView(Panel):
         self._theory = None  # (spec, MeanFieldPrediction or None, caveat text)
         self._plain_chain = True  # the prediction line is drawn solid
         self._n = 0
+        self._labels = 0  # layer numbers the axis may show
         self._range = None  # (x, y) ranges shown: a new one re-lays out the axes
         self._floor_marks = None  # (layers without a finite norm, floor) drawn
 
@@ -65,8 +91,12 @@ class GradientFlowView(Panel):
         group.setExclusive(True)
         for key, (label, _, _) in MODES.items():
             b = QToolButton()
+            b.setObjectName(f"flow_mode_{key}")
             b.setText(label)
             b.setCheckable(True)
+            b.setAutoRaise(False)
+            # the one shown is filled: Fusion's dark "checked" look is hard to tell apart
+            b.setStyleSheet(_MODE_BUTTON_STYLE)
             b.setChecked(key == self.mode)
             b.setToolTip("Show the backpropagated signal ||\u03b4_k|| = ||dL/dz_k||"
                          if key == "delta" else
@@ -109,8 +139,13 @@ class GradientFlowView(Panel):
                                           symbol="o", symbolSize=6, symbolBrush=C.PREDICTION,
                                           symbolPen=None)
         pi.addItem(self.prediction)
-        self.legend = pi.addLegend(offset=(8, 8), labelTextColor=C.FOREGROUND,
-                                   brush=pg.mkBrush(28, 32, 48, 210))
+        # the legend takes the title's row above the bars: inside the plot it covered
+        # them whenever they were high
+        self.legend = C.RowLegend(colCount=2)
+        pi.layout.removeItem(pi.titleLabel)
+        pi.titleLabel.hide()
+        pi.layout.addItem(self.legend, 0, 1)
+        pi.layout.setRowStretchFactor(0, 0)
         self.legend.addItem(self.bars, "measured")
         self.legend.addItem(self.prediction, "mean-field prediction")
         self.highlight_text = pg.TextItem("", color=C.FOREGROUND, anchor=(0.5, 1.0))
@@ -123,7 +158,7 @@ class GradientFlowView(Panel):
         inner.addLayout(bar)
         inner.addWidget(self.plot, 1)
         self._stack_page(page)
-        self.setMinimumSize(260, 180)
+        self.setMinimumSize(220, 140)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=False)
@@ -153,9 +188,12 @@ class GradientFlowView(Panel):
         except (ValueError, ArithmeticError) as e:  # no prediction rather than no panel
             mf, caveats = None, [f"No mean-field prediction: {e}"]
         if mf is not None:
-            head = (f"\u03c7* = {mf.chi_star:.3g} ({mf.phase}), depth scale "
-                    f"{mf.depth_scale:.3g}")
-            caveats.insert(0, head)
+            caveats.insert(0, f"\u03c7* = {mf.chi_star:.3g} "
+                              f"({_PHASE_WORDS.get(mf.phase, mf.phase)}), depth scale "
+                              f"{mf.depth_scale:.3g} layers: \u03c7* is the factor on "
+                              "||\u03b4||\u00b2 per layer, so ||\u03b4|| changes by "
+                              "\u221a\u03c7* per layer")
+            caveats.insert(0, theory_in_words(mf.chi_star, mf.phase))
         self._theory = (spec, mf, caveats)
         return mf, caveats
 
@@ -233,18 +271,20 @@ class GradientFlowView(Panel):
             self.highlight_text.show()
         else:
             self.highlight_text.hide()
-        if n != self._n:
-            self._n = n
-            pi.getAxis("bottom").setTicks([layer_ticks(n)])
+        labels = self._max_tick_labels()
+        if (n, labels) != (self._n, self._labels):
+            self._n, self._labels = n, labels
+            pi.getAxis("bottom").setTicks([layer_ticks(n, labels)])
         ranges = ((0.3, n + 0.7), (lo, hi + 0.12 * (hi - lo)))
         if ranges != self._range:
             self._range = ranges
             pi.setRange(xRange=ranges[0], yRange=ranges[1], padding=0)
         text = caveats[0] if caveats else ""
+        notes = len(caveats) - 2 if mf is not None else len(caveats) - 1
         if self.mode != "delta":
             text = "prediction shown for ||\u03b4|| only"
-        elif len(caveats) > 1:
-            text += f"  (+{len(caveats) - 1} caveat{'s' if len(caveats) > 2 else ''})"
+        elif notes > 0:
+            text += f"  (+{notes} note{'s' if notes > 1 else ''})"
         if self.mode == "delta" and pred is None and mf is not None:
             text = "no prediction: the output layer's ||\u03b4|| is zero or not measured"
         if self._caveat.text() != text:
@@ -252,6 +292,18 @@ class GradientFlowView(Panel):
         tip = "\n".join(f"\u2022 {c}" for c in caveats)
         if self._caveat.toolTip() != tip:
             self._caveat.setToolTip(tip)
+
+    TICK_LABEL_PX = 30  # room for one layer number ("out", "30") and a gap
+
+    def _max_tick_labels(self) -> int:
+        """As many layer numbers as fit side by side under the bars."""
+        width = self.plot.getPlotItem().getViewBox().width()
+        return max(2, int(width // self.TICK_LABEL_PX)) if width > 0 else 16
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        if self._n and self._max_tick_labels() != self._labels:
+            self.render_snapshot(self.controller.snapshot)
 
     def _set_legend_visible(self, with_prediction: bool) -> None:
         for sample, label in self.legend.items:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from simulator.snapshot import HIST_DELTA
@@ -25,6 +25,7 @@ from . import colors as C
 from .flow import layer_ticks
 from .panel import Panel
 
+FIT_AFTER_MS = 300  # quiet time after hand steps before the step axis is fitted
 PLAY_HZ = 15.0  # while playing, the heatmap is redrawn at most this often
 
 
@@ -50,6 +51,29 @@ def squeeze_steps(values: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
     return out, f
 
 
+def resample_steps(values: np.ndarray, steps: np.ndarray, first: float, span: float,
+                   columns: int) -> np.ndarray:
+    """(n_entries, n_layers) at increasing, unevenly spaced ``steps`` (the history thins
+    out its older part) -> (columns, n_layers) over equal step intervals from ``first``:
+    the NaN-ignoring mean of the entries in each interval, or, for an interval with
+    none (the thinned part), the entry before it."""
+    n_layers = values.shape[1]
+    col = np.minimum(((steps - first) * (columns / span)).astype(np.int64), columns - 1)
+    starts = np.flatnonzero(np.diff(col, prepend=-1))  # first entry of each used column
+    ok = ~np.isnan(values)
+    total = np.add.reduceat(np.where(ok, values, 0), starts, axis=0, dtype=np.float32)
+    count = np.add.reduceat(ok, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (total / count).astype(np.float32)
+    means[count == 0] = np.nan
+    # each column shows the last used column at or before it
+    src = np.searchsorted(col[starts], np.arange(columns), side="right") - 1
+    out = means[np.maximum(src, 0)]
+    if src[0] < 0:
+        out[src < 0] = np.nan
+    return out.reshape(columns, n_layers)
+
+
 def _nan_mean(blocks: np.ndarray) -> np.ndarray:
     """(k, f, n_layers) -> (k, n_layers) means over f ignoring NaN; NaN where all are."""
     ok = ~np.isnan(blocks)
@@ -71,6 +95,14 @@ class GradientHistoryView(Panel):
         self.image_data = np.zeros((0, 0), np.float32)
         self.steps_per_column = 1
         self._x_range = None
+        self._log_cache = None  # (history key, steps, log10|delta|, zero) of the last read
+        self._fit_last = False  # the next draw ends the step axis at the last step
+        # stepping by hand, the axis grows in nice spans (each new range re-lays out the
+        # axis); once the steps pause for FIT_AFTER_MS it is fitted to the last step
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(FIT_AFTER_MS)
+        self._fit_timer.timeout.connect(self._fit_to_last_step)
         self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
@@ -96,7 +128,7 @@ class GradientHistoryView(Panel):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plot)
         self._stack_page(page)
-        self.setMinimumSize(260, 160)
+        self.setMinimumSize(220, 120)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)
@@ -104,6 +136,27 @@ class GradientHistoryView(Panel):
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
+        self._log_cache = None
+
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self._version = None  # re-read: the step axis now fits the last step
+            self._fit_last = True
+        super()._on_running_changed(running)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        super()._on_snapshot_changed(snapshot)
+        if not self.controller.is_playing:
+            self._fit_timer.start()  # once the steps pause, the axis ends at the last one
+
+    def _fit_to_last_step(self) -> None:
+        if self.controller.is_playing or self.controller.sim is None:
+            return
+        if self.window().testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen):
+            return  # drawn for an exported frame: every frame by the same rule, no timing
+        self._version = None
+        self._fit_last = True
+        self._seen.request(self.controller.snapshot, force=True)
 
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())
@@ -121,14 +174,53 @@ class GradientHistoryView(Panel):
             history = sim.history
             if id(history) == self._history_id and history.version == self._version:
                 return
+            if id(history) != self._history_id:  # another run: its own step axis
+                self._x_range = None
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
-            deltas = history.layer_series(HIST_DELTA)  # fancy-indexed: already a copy
-        self._draw(steps, deltas)
+            key = (id(history), history.generation)
+            old, start = self._kept_rows(key, steps)
+            new = history.layer_series(HIST_DELTA, start)  # fancy-indexed: already a copy
+        logs, zero = self._logs(key, steps, old, new)
+        self._draw(steps, logs, self.controller.is_playing, zero)
 
-    def _draw(self, steps: np.ndarray, deltas: np.ndarray) -> None:
-        n_layers = deltas.shape[1] if deltas.ndim == 2 else 0
+    def _kept_rows(self, key, steps: np.ndarray):
+        """Which of ``steps`` were read before (their logs are kept): (their places in
+        the kept logs, or None to read everything; how many leading steps they are)."""
+        cache = self._log_cache
+        if cache is None or cache[0] != key or not len(steps) or not len(cache[1]):
+            return None, 0
+        kept_steps = cache[1]
+        start = int(np.searchsorted(steps, kept_steps[-1], side="right"))
+        idx = np.searchsorted(kept_steps, steps[:start])
+        if np.any(idx >= len(kept_steps)) or not np.array_equal(kept_steps[idx], steps[:start]):
+            return None, 0
+        return idx, start
+
+    def _logs(self, key, steps, old, new: np.ndarray):
+        """log10 |delta| (NaN where not measured or exactly zero) and where it is zero,
+        for every entry: the kept rows' logs and the new rows' computed now. Rows of a
+        history never change until ``History.generation`` moves, so each row's log is
+        taken once, not at every frame."""
+        logs = new.astype(np.float32, copy=False)  # layer_series hands out a copy
+        np.abs(logs, out=logs)
+        zero = logs == 0
+        logs[zero] = np.nan  # no log of 0, and out of the min and max
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.log10(logs, out=logs)
+        if old is not None:
+            _, _, kept_logs, kept_zero = self._log_cache
+            logs = np.concatenate([kept_logs[old], logs])
+            zero = np.concatenate([kept_zero[old], zero])
+        self._log_cache = (key, steps, logs, zero)
+        return logs, zero
+
+    def _draw(self, steps: np.ndarray, logs: np.ndarray, playing: bool = False,
+              zero: np.ndarray | None = None) -> None:
+        """``logs``: log10 |delta| per (step, layer), NaN where not measured or zero;
+        ``zero`` marks the exact zeros (drawn at the bottom of the scale)."""
+        n_layers = logs.shape[1] if logs.ndim == 2 else 0
         pi = self.plot.getPlotItem()
         if len(steps) == 0 or n_layers == 0:
             self.image.clear()
@@ -140,14 +232,11 @@ class GradientHistoryView(Panel):
             self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
             return
         self._empty.hide()
-        # (steps, layers) throughout, in place on the copy: a 5000-step history of 100
-        # layers is half a million values, and every pass (and new array) over them counts
-        logs = deltas.astype(np.float32, copy=False)  # layer_series hands out a copy
-        np.abs(logs, out=logs)
-        zero = logs == 0
-        logs[zero] = np.nan  # no log of 0, and out of the min and max below
+        if zero is None:
+            zero = np.zeros(logs.shape, bool)
+        # (steps, layers) throughout: a 5000-step history of 200 layers is a million
+        # values, and every pass (and new array) over them counts
         with np.errstate(invalid="ignore"):
-            np.log10(logs, out=logs)
             lo, hi = np.fmin.reduce(logs, axis=None), np.fmax.reduce(logs, axis=None)
         if not (math.isfinite(lo) and math.isfinite(hi)):  # diverged (inf) or nothing measured
             finite = logs[np.isfinite(logs)]
@@ -157,15 +246,26 @@ class GradientHistoryView(Panel):
             hi = lo + 1
         # exact zeros sit at the bottom of the scale, inf (diverged) at the top; NaN (not
         # measured) stays transparent
+        logs = np.clip(logs, lo, hi)  # a new array: the logs are kept for the next frame
         logs[zero] = lo
-        np.clip(logs, lo, hi, out=logs)
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)
-        self._x_range = C.step_range(self._x_range, first - 0.5, last + 0.5)
+        # the step axis grows in nice spans ahead of the data (fewer re-layouts) and
+        # ends at the last step once play stops
+        x = (C.fit_steps(first - 0.5, last + 0.5) if self._fit_last and not playing
+             else C.step_range(self._x_range, first - 0.5, last + 0.5))
+        self._fit_last = False
+        if x != self._x_range:
+            self._x_range = x
         x0, x1 = self._x_range
         # about one column per pixel of the part of the plot the steps cover
         cols = max(64, int(self._max_columns() * min(1.0, span / (x1 - x0))))
-        img, f = squeeze_steps(logs, cols)
+        if len(steps) == span:  # one entry per step
+            img, f = squeeze_steps(logs, cols)
+        else:  # the older part is thinned out: put every entry at its own step
+            cols = min(cols, int(span))
+            img = resample_steps(logs, steps, first, span, cols)
+            f = math.ceil(span / cols)
         img = np.ascontiguousarray(img.T)  # (layers, columns): the image's rows are layers
         self.image_data = img
         self.steps_per_column = f

@@ -14,8 +14,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -96,8 +98,14 @@ class LayerInspector(Panel):
         layout.addWidget(self.title)
         layout.addLayout(plots_row, 1)
         layout.addLayout(form)
-        self._stack_page(page)
-        self.setMinimumSize(300, 300)
+        # on a small screen the panel scrolls rather than pushing the window past it
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(page)
+        self._stack_page(scroll)
+        self.setMinimumSize(240, 130)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=False,

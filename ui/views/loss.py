@@ -17,13 +17,16 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from . import colors as C
 from .panel import Panel
 
+FIT_AFTER_MS = 300  # quiet time after hand steps before the step axis is fitted
 PLAY_HZ = 15.0  # while playing, redraw at most this often: axes re-layout on every range change
 MAX_DOTS = 120  # held-out points drawn as dots up to this many; beyond, the line alone
+EMPTY_RANGE = (0.0, 10.0)  # the step axis before the first step
 TRAIN = "#6fa8dc"
 HELD_OUT = "#ffb347"
 
@@ -36,13 +39,23 @@ class LossView(Panel):
         self._history_id = None
         self._last_time = -math.inf
         self._x_range = None
+        self._fit_last = False  # the next draw ends the step axis at the last step
+        # stepping by hand, the axis grows in nice spans (each new range re-lays out the
+        # axis); once the steps pause for FIT_AFTER_MS it is fitted to the last step
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(FIT_AFTER_MS)
+        self._fit_timer.timeout.connect(self._fit_to_last_step)
         self._y_range = None
         self._held_shown = {}  # kind -> (number of points, last value) drawn
 
         self.plots = pg.GraphicsLayoutWidget()
         self.plots.setBackground(C.BACKGROUND)
-        self.loss_plot = self.plots.addPlot(row=0, col=0)
-        self.acc_plot = self.plots.addPlot(row=1, col=0)
+        # the legend has a row of its own above the plots: over them it hid the curves
+        self.legend = C.RowLegend(colCount=2)
+        self.plots.addItem(self.legend, row=0, col=0)
+        self.loss_plot = self.plots.addPlot(row=1, col=0)
+        self.acc_plot = self.plots.addPlot(row=2, col=0)
         self.acc_plot.setXLink(self.loss_plot)
         self.loss_plot.setLabel("left", "loss")
         self.acc_plot.setLabel("left", "accuracy")
@@ -67,13 +80,12 @@ class LossView(Panel):
                              autoDownsampleFactor=1.0)
             self.curves[kind] = (train, held)
         # one legend for both plots: the colours mean the same in each
-        self.legend = self.loss_plot.addLegend(offset=(-8, 6), labelTextColor=C.FOREGROUND,
-                                               brush=pg.mkBrush(28, 32, 48, 200))
         self.legend.addItem(self.curves["loss"][0], "training batches")
         self.legend.addItem(self.curves["loss"][1], "held-out set")
         self.acc_plot.setMaximumHeight(16777215)
-        self.plots.ci.layout.setRowStretchFactor(0, 3)
-        self.plots.ci.layout.setRowStretchFactor(1, 2)
+        self.plots.ci.layout.setRowStretchFactor(0, 0)
+        self.plots.ci.layout.setRowStretchFactor(1, 3)
+        self.plots.ci.layout.setRowStretchFactor(2, 2)
         self._no_acc = pg.TextItem("no accuracy: this is a regression task", color=C.MUTED,
                                    anchor=(0.5, 0.5))
         self.acc_plot.addItem(self._no_acc, ignoreBounds=True)
@@ -84,7 +96,7 @@ class LossView(Panel):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.plots)
         self._stack_page(page)
-        self.setMinimumSize(260, 180)
+        self.setMinimumSize(220, 130)
 
         # no drawing while tabbed away or closed; the latest snapshot when shown again
         self._subscribe(controller, throttled=True)
@@ -92,6 +104,26 @@ class LossView(Panel):
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None
+
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self._version = None  # re-read: the step axis now fits the last step
+            self._fit_last = True
+        super()._on_running_changed(running)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        super()._on_snapshot_changed(snapshot)
+        if not self.controller.is_playing:
+            self._fit_timer.start()  # once the steps pause, the axis ends at the last one
+
+    def _fit_to_last_step(self) -> None:
+        if self.controller.is_playing or self.controller.sim is None:
+            return
+        if self.window().testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen):
+            return  # drawn for an exported frame: every frame by the same rule, no timing
+        self._version = None
+        self._fit_last = True
+        self._seen.request(self.controller.snapshot, force=True)
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:
@@ -105,14 +137,21 @@ class LossView(Panel):
             history = sim.history
             if id(history) == self._history_id and history.version == self._version:
                 return
+            if id(history) != self._history_id:  # another run: its own ranges
+                self._x_range = self._y_range = None
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
+            playing = self.controller.is_playing
             series = {name: history.scalar(name)
                       for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
             regression = sim.dataset.task != "classification"
         if len(steps):  # ranges first: the curves clip to the view when given their data
-            self._set_ranges(steps, series["loss"], series["val_loss"])
+            self._set_ranges(steps, series["loss"], series["val_loss"], playing)
+        elif self._x_range != EMPTY_RANGE:  # a new run (reset, preset, file): start afresh
+            self._x_range, self._y_range = EMPTY_RANGE, None
+            self.loss_plot.setXRange(*EMPTY_RANGE, padding=0)
+            self.loss_plot.setYRange(0.0, 1.0, padding=0)
         for kind, held_name in (("loss", "val_loss"), ("accuracy", "val_accuracy")):
             train, held = self.curves[kind]
             train.setData(steps, series[kind], connect="finite")
@@ -132,8 +171,16 @@ class LossView(Panel):
         if regression:
             self._no_acc.setPos(float(steps[-1]) / 2 if len(steps) else 0.5, 0.5)
 
-    def _set_ranges(self, steps: np.ndarray, loss: np.ndarray, val_loss: np.ndarray) -> None:
-        x = C.step_range(self._x_range, float(steps[0]), float(steps[-1]))
+    def _set_ranges(self, steps: np.ndarray, loss: np.ndarray, val_loss: np.ndarray,
+                    playing: bool = False) -> None:
+        """The step axis grows in nice spans ahead of the data (a new range re-lays out
+        the axis: not at every step), and ends at the last step once play stops."""
+        first, last = float(steps[0]), float(steps[-1])
+        x = (C.fit_steps(first, last) if self._fit_last and not playing
+             else C.step_range(self._x_range, first, last))
+        self._fit_last = False
+        if x == self._x_range:
+            x = self._x_range
         if x is not self._x_range:
             self._x_range = x
             self.loss_plot.setXRange(*x, padding=0)  # the accuracy plot is linked
