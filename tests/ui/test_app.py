@@ -480,7 +480,10 @@ def test_csv_import_of_a_good_file(qtbot, window, controller, monkeypatch, tmp_p
     qtbot.mouseClick(window.controls.import_csv, Qt.MouseButton.LeftButton)
     assert controller.sim.experiment.data.kind == "csv"
     assert controller.sim.spec.input_dim == 3
-    assert window.controls.csv_name.text() == "good.csv"
+    # the file name, then the import summary (issue 8: the header line and the classes)
+    name, summary = window.controls.csv_name.text().split("\n")
+    assert name == "good.csv"
+    assert summary == "40 rows, 3 inputs; line 1 taken as the header; 2 classes: 0 = 0, 1 = 1"
 
 
 def test_palette_chips_carry_the_activation(window):
