@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -361,7 +363,23 @@ def _describe_source(source: dict) -> str:
     return f"preset {source['preset']}" if "preset" in source else f"file {source['file']}"
 
 
+def _check_regular_file(path) -> None:
+    """Refuse a FIFO, a device or /dev/stdin before anything opens it: reading one
+    blocks until someone writes to it (issue 12). Missing files are left to the
+    loader, which says so in its own words."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise CommandError(f"{path}: is {kind}, not a file; give a regular file")
+
+
 def _run_probe(args: argparse.Namespace) -> int:
+    if getattr(args, "experiment", None) is not None:
+        _check_regular_file(args.experiment)
     from cli_compare import maybe_run_probe  # comparisons and pretraining sections
     handled = maybe_run_probe(args)
     if handled is not None:
