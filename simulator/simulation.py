@@ -460,6 +460,8 @@ class Simulation:
         The current iteration restarts; the step count and history continue (rows
         for inserted or deleted layers are added or dropped)."""
         self._check_dims(new_spec)
+        # made first: it refuses a network over the memory budget before allocating it
+        experiment = replace(self._experiment, network=new_spec)
         old = self.network
         new = old.rebuilt(new_spec, old_of_new)
         mapping = old.param_mapping(new, old_of_new)
@@ -470,7 +472,7 @@ class Simulation:
             for j, o in enumerate(old_of_new):
                 if o is None:
                     self.history.insert_layer(j - 1)
-        self._experiment = replace(self._experiment, network=new_spec)
+        self._experiment = experiment
         self._new_network(new, keep_optimizer_from=old, mapping=mapping)
         self.divergence = None
         self._refresh()
