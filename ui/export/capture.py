@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -160,6 +161,11 @@ class ComposedView(QWidget):
             top.setSpacing(6)
             top.addWidget(self.canvas, 3)
             top.addWidget(self.factors, 1)
+            # never narrower than its content (the key line): the panel scrolls only
+            # vertically, so a narrower one would cut the plot off at the right
+            page = self.factors.findChild(QScrollArea).widget()
+            self.factors.setMinimumWidth(max(self.factors.minimumWidth(),
+                                             page.minimumSizeHint().width()))
             layout.addLayout(top, 3)
         layout.addLayout(bottom, 2)
 
