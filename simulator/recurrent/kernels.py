@@ -173,7 +173,8 @@ def zero_recurrent_grads(lay, grads, G, H, I):
 def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
     """The local part of one backward time step: from dL/dh_t (dh, total) and the
     cell-path error dc arriving from t+1, the gate pre-activation errors dgx (input
-    side) and dgh (recurrent side; differs from dgx only in the GRU's n block),
+    side) and dgh (recurrent side; written only for the GRU, where its n block differs
+    from dgx; for the other cells the recurrent side is dgx itself),
     dc <- the cell-path error passed to t-1, and dh <- the part of dL/dh_{t-1}
     that does not go through W_hh (the GRU's z h' term; 0 otherwise).
     ``hn`` is the GRU's W_hn h' + b_hn, and for LSTMs tanh(c_t) (both as the forward
@@ -187,7 +188,6 @@ def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
                 v = h[b, j]
                 d = dh[b, j] * (1.0 - v * v)
                 dgx[b, j] = d
-                dgh[b, j] = d
                 dh[b, j] = 0.0
     elif cell == LSTM or cell == LSTM_NO_FORGET:
         G = 4 if cell == LSTM else 3
@@ -216,7 +216,6 @@ def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
                     dgx[b, H + j] = dc[b, j] * cp[b, j] * fg * (1.0 - fg)
                     dc[b, j] = dc[b, j] * fg  # dc_t/dc_{t-1} = f_t along the cell path
         # without a forget gate dc_t/dc_{t-1} = 1: dc passes on unchanged
-        dgh[:, :] = dgx
     else:
         for b in range(B):
             for j in range(H):
@@ -250,7 +249,7 @@ def backward_step(cell, t, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, d
     nh, nc, ok = backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O)
     x = Xt[t - 1]
     gx = dgx[t - 1]
-    gh = dgh[t - 1]
+    gh = dgh[t - 1] if cell == GRU else gx
     gwih += np.dot(gx.T, x)
     gwhh += np.dot(gh.T, Hs[t - 1])
     GH = G * H
@@ -270,7 +269,7 @@ def backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
     H = Hs.shape[2]
     G = GATES[cell]
     _, whh, _, _, _, _ = _blocks(lay, params, G, H, I, O)
-    gh = dgh[t - 1]
+    gh = dgh[t - 1] if cell == GRU else dgx[t - 1]
     sh, sc = cell_step_backward(cell, Hs[t - 1], Cs[t - 1], Cs[t], Hs[t], A[t - 1], Hn[t - 1], dh,
                                 dc, dgx[t - 1], gh)
     if cell == GRU:  # dh holds the z h' part; dc (unused by the GRU) takes the product
@@ -333,16 +332,16 @@ def backward_all(cell, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
     # the T * B rows (the same sums backward_step accumulates step by step)
     gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
     DX = dgx.reshape((T * B, GH))
-    DH = dgh.reshape((T * B, GH))
-    gwih[:, :] = np.dot(DX.T, Xt.reshape((T * B, I)))
-    gwhh[:, :] = np.dot(DH.T, Hs[:T].reshape((T * B, H)))
-    for j in range(GH):
-        gbih[j] = 0.0
-        gbhh[j] = 0.0
-    for r in range(T * B):
-        for j in range(GH):
-            gbih[j] += DX[r, j]
-            gbhh[j] += DH[r, j]
+    DH = dgh.reshape((T * B, GH)) if cell == GRU else DX  # equal but for the GRU
+    np.dot(DX.T, Xt.reshape((T * B, I)), gwih)
+    np.dot(DH.T, Hs[:T].reshape((T * B, H)), gwhh)
+    # the bias gradients are column sums, as one matrix-vector product each
+    ones = np.ones(T * B, dgx.dtype)
+    np.dot(ones, DX, gbih)
+    if cell == GRU:
+        np.dot(ones, DH, gbhh)
+    else:
+        gbhh[:] = gbih
     return 0
 
 
