@@ -23,6 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +57,16 @@ MAX_PROBE_STEPS = 10_000_000
 DESCRIPTION_CHARS = 100
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, carriage returns, ...) shown as
+    \\x1b and the like rather than obeyed by the terminal: names, descriptions and
+    paths come from files. Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class CommandError(Exception):
     """A problem to report on stderr as one clear message, with its exit code."""
 
@@ -77,7 +90,7 @@ def run_subcommand(name: str, args: argparse.Namespace,
     try:
         return (SUBCOMMANDS if commands is None else commands)[name].run(args)
     except CommandError as e:
-        print(f"main.py {name}: error: {e}", file=sys.stderr)
+        print(terminal_safe(f"main.py {name}: error: {e}"), file=sys.stderr)
         return e.code
 
 
@@ -113,7 +126,8 @@ def _run_presets(args: argparse.Namespace) -> int:
     key_w = max(len(k) for k, _, _ in presets)
     name_w = max(len(n) for _, n, _ in presets)
     for key, name, description in presets:
-        print(f"{key:<{key_w}}  {name:<{name_w}}  {_one_line(description)}".rstrip())
+        line = f"{key:<{key_w}}  {name:<{name_w}}  {_one_line(description)}".rstrip()
+        print(terminal_safe(line))
     return EXIT_OK
 
 
@@ -375,7 +389,23 @@ def _describe_source(source: dict) -> str:
     return f"preset {source['preset']}" if "preset" in source else f"file {source['file']}"
 
 
+def _check_regular_file(path) -> None:
+    """Refuse a FIFO, a device or /dev/stdin before anything opens it: reading one
+    blocks until someone writes to it (issue 12). Missing files are left to the
+    loader, which says so in its own words."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else (
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise CommandError(f"{path}: is {kind}, not a file; give a regular file")
+
+
 def _run_probe(args: argparse.Namespace) -> int:
+    if getattr(args, "experiment", None) is not None:
+        _check_regular_file(args.experiment)
     import cli_recurrent  # through-time presets and files ("mode": "recurrent") go there
     if cli_recurrent.wants_recurrent(args):
         return cli_recurrent.run_probe(args)
@@ -391,9 +421,10 @@ def _run_probe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(report), indent=2, ensure_ascii=False, allow_nan=False))
     else:
-        print(format_probe(report))
+        print(terminal_safe(format_probe(report)))
     if report["divergence"] is not None:
-        print(f"main.py probe: {report['divergence']['message']}", file=sys.stderr)
+        print(terminal_safe(f"main.py probe: {report['divergence']['message']}"),
+              file=sys.stderr)
         return EXIT_DIVERGED
     return EXIT_OK
 
@@ -415,7 +446,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 
 # -- export (added by the export work, issue 4) ------------------------------------------------
-# The export renders with Qt widgets (ui/export.py); its options live in the Qt-free
+# The export renders with Qt widgets (the ui/export/ package); its options live in the Qt-free
 # ui/export_spec.py, so building this parser still imports no Qt.
 
 
@@ -427,7 +458,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     try:
-        from ui.export import cli_run
+        from ui.export.cli import cli_run
     except ImportError as e:
         raise CommandError(f"export needs {e.name or e}, which is not installed "
                            "(pip install -e . installs it)", code=1) from None

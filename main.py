@@ -16,6 +16,7 @@ Exit codes: 0 done; 1 the window cannot start (the GUI or Qt is missing);
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def configure_environment() -> None:
             os.environ["NUMBA_CACHE_DIR"] = str(_user_cache_dir() / "numba")
 
 
+class InterruptRequest:
+    """A SIGINT handler that only notes Ctrl+C (``requested``).
+
+    Installed before the slow imports: a KeyboardInterrupt raised while numba or
+    llvmlite imports can land in an import-lock callback, where Python prints
+    "Exception ignored" and carries on, so Ctrl+C would be lost. ``main`` then
+    either stops at once (exit 130) and puts back the default handler, or, for
+    ``export``, leaves the request for the export (ui/export/cli.py), which must
+    never get a KeyboardInterrupt while Qt paints."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, _signum, _frame) -> None:
+        self.requested = True
+
+
+INTERRUPT = InterruptRequest()
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, INTERRUPT)
+
 configure_environment()
 
 import argparse  # noqa: E402
@@ -57,6 +79,7 @@ import argparse  # noqa: E402
 import cli  # noqa: E402  (imports numpy and numba, so after configure_environment)
 
 EXIT_NO_GUI = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 # name -> cli.Subcommand, in the order --help lists them (new commands go in cli.py)
 COMMANDS: dict[str, cli.Subcommand] = dict(cli.SUBCOMMANDS)
@@ -107,13 +130,26 @@ def run_gui(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if signal.getsignal(signal.SIGINT) is INTERRUPT and not (argv and argv[0] == "export"):
+        if INTERRUPT.requested:  # Ctrl+C while starting up
+            print("main.py: interrupted", file=sys.stderr)
+            return 130
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if argv and argv[0] in COMMANDS:
         args = build_parser(only=argv[0]).parse_args(argv)
         try:
-            return cli.run_subcommand(args.command, args, COMMANDS)
+            code = cli.run_subcommand(args.command, args, COMMANDS)
+            sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+            return code
         except KeyboardInterrupt:
             print(f"main.py {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # the reader went away (`| head -1`): stop quietly, as a tool killed by
+            # SIGPIPE would; stdout goes to /dev/null so the exit flush cannot fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
     if argv and argv[0] in ("-h", "--help"):
         build_parser().print_help()
         return 0

@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         args.runs, args.no_profile = 2, True
 
     import simulator
-    from ui.export import ensure_qt_application
+    from ui.export.cli import ensure_qt_application
 
     t_start = time.perf_counter()
     args.load_before = os.getloadavg()[0]  # other work on the machine skews the numbers

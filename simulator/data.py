@@ -14,9 +14,14 @@ target is standardized the same way.
 
 from __future__ import annotations
 
+import array
 import csv
+import io
 import math
 import os
+import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ MAX_TEST_FRACTION = 0.9
 # more distinct values than this: then it is almost surely a numeric target.
 MAX_CSV_CLASSES = 100
 MAX_CSV_BYTES = 50 * 1024 * 1024
+MAX_EMBEDDED_CHARS = 3 * 2**20  # an experiment file is at most 4 MB
+EMBED_BY_DEFAULT_BYTES = 256 * 2**10  # Save embeds a CSV this small unless told not to
 
 # Width of the hidden layer of the fixed random "teacher" that labels ``highdim``.
 TEACHER_WIDTH = 16
@@ -69,6 +76,7 @@ class DataSpec:
     classes: int = 2
     dims: int = 20
     path: str | None = None
+    text: str | None = None  # csv only: the file's contents, embedded (then path is a name)
 
     def __post_init__(self):
         _check_choice("data.kind", self.kind, KINDS)
@@ -94,8 +102,14 @@ class DataSpec:
                 raise SpecError("data.path", "a CSV data set needs the path of its file")
             if "\x00" in self.path or len(self.path) > 4096:
                 raise SpecError("data.path", "is not a usable file path")
+            if self.text is not None and (not isinstance(self.text, str)
+                                          or len(self.text) > MAX_EMBEDDED_CHARS):
+                raise SpecError("data.text", "must be the CSV text, at most "
+                                             f"{MAX_EMBEDDED_CHARS:,} characters")
         elif self.path is not None:
             raise SpecError("data.path", f"is only used when kind is 'csv', not '{self.kind}'")
+        elif self.text is not None:
+            raise SpecError("data.text", f"is only used when kind is 'csv', not '{self.kind}'")
 
     def to_dict(self) -> dict:
         return {
@@ -107,6 +121,7 @@ class DataSpec:
             "classes": self.classes,
             "dims": self.dims,
             "path": self.path,
+            **({"text": self.text} if self.text is not None else {}),
         }
 
     @classmethod
@@ -114,7 +129,7 @@ class DataSpec:
         if not isinstance(d, dict):
             raise SpecError("data", f"must be an object, got {type(d).__name__}")
         allowed = {"kind", "n_samples", "noise", "test_fraction", "seed", "classes", "dims",
-                   "path"}
+                   "path", "text"}
         unknown = set(d) - allowed
         if unknown:
             raise SpecError("data", f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
@@ -149,6 +164,8 @@ class Dataset:
     output_dim: int
     name: str
     feature_names: tuple[str, ...] = field(default_factory=tuple)
+    class_names: tuple[str, ...] = ()  # CSV: the label each class number stands for
+    summary: str = ""  # CSV: what the import made of the file (header row, classes)
 
     def __post_init__(self):
         for name in ("X_train", "y_train", "X_test", "y_test"):
@@ -309,7 +326,16 @@ def make_dataset(spec: DataSpec) -> Dataset:
 # -- CSV files -----------------------------------------------------------------------------
 
 
+# A number as written in a table: optional sign, digits with an optional decimal point,
+# optional exponent; or nan / inf (refused later, by name). Python's float() also takes
+# "1_000", which no spreadsheet writes; a cell like that is a typo, not a thousand.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)",
+                     re.IGNORECASE)
+
+
 def _parse_number(cell: str) -> float | None:
+    if not _NUMBER.fullmatch(cell):
+        return None
     try:
         return float(cell)
     except ValueError:
@@ -323,57 +349,157 @@ def _sniff_delimiter(first_line: str) -> str:
     return ","
 
 
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, which must be a regular file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO, a device or
+    /dev/stdin would otherwise block the reader until someone writes to it.
+    Raises OSError (FileNotFoundError, IsADirectoryError) or ValueError (not a
+    regular file: the message says what it is)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+                    "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                    "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise ValueError(f"is {kind}, not a file; give a regular file")
+        if os.fstat(fd).st_size > limit:
+            return b"\0" * (limit + 1)  # the caller reports the size; nothing is read
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def too_big(size: int, limit: int) -> str:
+    return (f"the file is {size:,} bytes, over the limit of {limit:,} bytes "
+            f"({limit // 2**20} MB)")
+
+
 def _read_text(path: Path) -> str:
     try:
-        size = path.stat().st_size
+        raw = read_regular_file(path, MAX_CSV_BYTES)
     except FileNotFoundError:
         raise DataError(f"{path}: the file does not exist") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a CSV file")
-    if size > MAX_CSV_BYTES:
-        raise DataError(
-            f"{path}: the file is {size / 2**20:.0f} MB; at most "
-            f"{MAX_CSV_BYTES // 2**20} MB can be loaded"
-        )
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CSV_BYTES + 1)
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a CSV file") from None
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     if len(raw) > MAX_CSV_BYTES:
-        raise DataError(f"{path}: the file is larger than {MAX_CSV_BYTES // 2**20} MB")
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = len(raw)
+        raise DataError(f"{path}: {too_big(size, MAX_CSV_BYTES)} for a CSV file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: is not a text (UTF-8) CSV file") from None
 
 
-def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
-    """Read a numeric CSV file: features in every column but the last, which is the label.
+@dataclass(frozen=True)
+class CsvTable:
+    """What ``load_csv`` read: X float64 (n, d) not yet standardized; y int64 class
+    numbers (classification) or float64 (n, 1) targets (regression)."""
 
-    Returns ``(X, y, task, feature_names)``. X is float64 (n, d), not yet
-    standardized. If every label is a whole number (and there are at most
-    MAX_CSV_CLASSES distinct ones) the task is "classification" and y is int64,
-    remapped to 0..K-1 in increasing order of the original values; otherwise
-    the task is "regression" and y is float64 (n, 1).
+    X: np.ndarray
+    y: np.ndarray
+    task: str
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # the label of each class number, 0..K-1
+    header_line: int  # the line taken as the header, 0 if none
+    summary: str
 
-    A first row with any non-numeric cell is a header. Blank lines and lines
-    starting with ``#`` are skipped. Commas, semicolons or tabs separate cells.
-    Every problem raises ``DataError`` naming the file, and the line and
-    column where there is one.
+    def __iter__(self):
+        """``X, y, task, feature_names = load_csv(path)`` (the earlier tuple form)."""
+        return iter((self.X, self.y, self.task, self.feature_names))
+
+
+class LoadCancelled(Exception):
+    """``load_csv``'s ``progress`` callback asked to stop."""
+
+
+_last_table: tuple[tuple, CsvTable] | None = None  # (file identity, what it held)
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def load_csv(path: str | os.PathLike,
+             progress: Callable[[float], bool] | None = None) -> CsvTable:
+    """``read_csv`` with the last file read remembered: the window reads a large file
+    once in the background (with ``progress``), then the edit that uses it finds it
+    here instead of parsing it again on the GUI thread. A file changed on disk
+    (size, time or inode) is read again."""
+    global _last_table
+    path = Path(path)
+    key = _identity(path)
+    cached = _last_table
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]
+    table = read_csv(path, progress)
+    if key is not None:
+        _last_table = (key, table)
+    return table
+
+
+def read_csv(path: str | os.PathLike,
+             progress: Callable[[float], bool] | None = None) -> CsvTable:
+    """Read a CSV data set: features in every column but the last, which is the label.
+
+    Header rule: the first row (after blank and ``#`` lines) is a header when none of
+    its feature cells (every column but the last) is a number; otherwise it is data,
+    and a cell in it that is not a number is an error naming the line and column
+    (never silently dropped). Numbers are written plainly (``-1.5``, ``2e-3``; not
+    ``1_000`` or ``0x1A``).
+
+    Labels: if every label is a whole number (and there are at most
+    MAX_CSV_CLASSES distinct ones) the task is classification, classes numbered in
+    increasing order of the values; if any label is not a number, every label is a
+    class name (``setosa``), classes numbered in alphabetical order of the names;
+    otherwise the task is regression. ``summary`` says which row was the header
+    and how labels became classes. Commas, semicolons or tabs separate cells.
+    Every problem raises ``DataError`` naming the file, and the line and column.
+
+    ``progress(fraction)`` is called every few thousand rows; returning False stops
+    the reading (``LoadCancelled``).
     """
     path = Path(path)
-    text = _read_text(path)
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), None)
+    return parse_csv(_read_text(path), path, progress)
+
+
+def parse_csv(text: str, path: str | os.PathLike,
+              progress: Callable[[float], bool] | None = None) -> CsvTable:
+    """``read_csv`` on text already read (an embedded copy); ``path`` names it in
+    messages."""
+    first = next((ln for ln in io.StringIO(text)
+                  if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
         raise DataError(f"{path}: the file is empty")
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=_sniff_delimiter(first))
+    reader = csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(first))
+    total_lines = max(1, text.count("\n") + 1)
 
     header: list[str] | None = None
-    rows: list[list[float]] = []
+    header_line = 0
+    rows = array.array("d")  # the feature cells, row after row: 8 bytes each
+    n_rows = 0
+    labels_text: list[str] = []
+    label_lines: list[int] = []
     n_cols = 0
     first_data_line = 0
     try:
@@ -384,7 +510,10 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
             if cells[0].lstrip().startswith("#"):
                 continue
             cells = [c.strip() for c in cells]
-            if header is None and not rows and n_cols == 0:
+            if progress is not None and n_rows % 4096 == 4095 and not progress(
+                    min(1.0, line / total_lines)):
+                raise LoadCancelled(str(path))
+            if header is None and not n_rows and n_cols == 0:
                 n_cols = len(cells)
                 if n_cols < 2:
                     raise DataError(
@@ -392,41 +521,56 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
                         "least 2 (features, then the label in the last column)"
                     )
                 first_data_line = line
-                if any(_parse_number(c) is None for c in cells):
-                    header = cells
+                if all(_parse_number(c) is None for c in cells[:-1]):
+                    header, header_line = cells, line
                     continue
             if len(cells) != n_cols:
                 raise DataError(
                     f"{path}: line {line} has {len(cells)} columns, but line "
                     f"{first_data_line} has {n_cols}; every row needs the same number"
                 )
-            values = []
-            for col, cell in enumerate(cells, start=1):
-                v = _parse_number(cell)
-                if v is None:
-                    what = "is empty" if cell == "" else f"{_short(cell)} is not a number"
-                    raise DataError(f"{path}: line {line}, column {col}: {what}")
-                if not math.isfinite(v):
-                    raise DataError(
-                        f"{path}: line {line}, column {col}: {_short(cell)} is not a finite "
-                        "number (NaN and infinity cannot be used)"
-                    )
-                values.append(v)
-            rows.append(values)
+            for col, cell in enumerate(cells[:-1], start=1):
+                rows.append(_cell_value(path, line, col, cell))
+            if cells[-1] == "":
+                raise DataError(f"{path}: line {line}, column {n_cols}: the label is empty")
+            n_rows += 1
+            labels_text.append(cells[-1])
+            label_lines.append(line)
     except csv.Error as e:
         raise DataError(f"{path}: line {reader.line_num}: cannot be read as CSV ({e})") from None
 
-    if len(rows) < 2:
-        got = "no data rows" if not rows else "only 1 data row"
+    if n_rows < 2:
+        got = "no data rows" if not n_rows else "only 1 data row"
         raise DataError(f"{path}: has {got}; at least 2 are needed")
-    table = np.array(rows, dtype=np.float64)
-    X = table[:, :-1].copy()
-    labels = table[:, -1]
+    X = np.frombuffer(rows, dtype=np.float64).reshape(n_rows, n_cols - 1).copy()
+    del rows
     if header is not None:
         feature_names = tuple(h or f"x{i + 1}" for i, h in enumerate(header[:-1]))
+        said = f"line {header_line} taken as the header"
     else:
         feature_names = tuple(f"x{i + 1}" for i in range(X.shape[1]))
+        said = "no header (the first row holds numbers)"
+    summary = f"{n_rows} rows, {X.shape[1]} inputs; {said}"
 
+    numbers = [_parse_number(c) for c in labels_text]
+    if any(v is None for v in numbers):  # class names
+        names = sorted(set(labels_text))
+        if len(names) > MAX_CSV_CLASSES:
+            raise DataError(f"{path}: column {n_cols} (the label) has {len(names)} different "
+                            f"names; at most {MAX_CSV_CLASSES} classes are supported")
+        if len(names) < 2:
+            raise DataError(f"{path}: column {n_cols} (the label) has only one class "
+                            f"({_short(names[0])}); a classifier needs at least 2")
+        index = {name: k for k, name in enumerate(names)}
+        y = np.array([index[c] for c in labels_text], np.int64)
+        mapping = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
+        return CsvTable(X, y, "classification", feature_names, tuple(names), header_line,
+                        f"{summary}; {len(names)} classes from the label names: {mapping}")
+    for value, cell, line in zip(numbers, labels_text, label_lines, strict=True):
+        if not math.isfinite(value):
+            raise DataError(f"{path}: line {line}, column {n_cols}: {_short(cell)} is not a "
+                            "finite number (NaN and infinity cannot be used)")
+    labels = np.array(numbers, np.float64)
     values = np.unique(labels)
     if np.all(labels == np.round(labels)) and len(values) <= MAX_CSV_CLASSES:
         if len(values) < 2:
@@ -435,8 +579,25 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str, tupl
                 "a classifier needs at least 2"
             )
         y = np.searchsorted(values, labels).astype(np.int64)
-        return X, y, "classification", feature_names
-    return X, labels.reshape(-1, 1), "regression", feature_names
+        names = tuple(f"{v:g}" for v in values)
+        mapping = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
+        return CsvTable(X, y, "classification", feature_names, names, header_line,
+                        f"{summary}; {len(names)} classes: {mapping}")
+    return CsvTable(X, labels.reshape(-1, 1), "regression", feature_names, (), header_line,
+                    f"{summary}; the last column is a target to predict (regression)")
+
+
+def _cell_value(path: Path, line: int, col: int, cell: str) -> float:
+    v = _parse_number(cell)
+    if v is None:
+        what = "is empty" if cell == "" else f"{_short(cell)} is not a number"
+        raise DataError(f"{path}: line {line}, column {col}: {what}")
+    if not math.isfinite(v):
+        raise DataError(
+            f"{path}: line {line}, column {col}: {_short(cell)} is not a finite "
+            "number (NaN and infinity cannot be used)"
+        )
+    return v
 
 
 def _short(cell: str) -> str:
@@ -444,7 +605,14 @@ def _short(cell: str) -> str:
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z-score both parts with the training part's statistics; constant columns become 0."""
+    """z-score both parts with the training part's statistics; constant columns become 0.
+
+    Each column is first divided by its largest magnitude (which leaves z-scores
+    unchanged), so finite values near 1e308 do not overflow in the mean or variance."""
+    peak = np.abs(train).max(axis=0) if len(train) else np.ones(train.shape[1])
+    peak = np.where((peak > 0) & np.isfinite(peak), peak, 1.0)
+    train = train / peak
+    test = test / peak
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
@@ -457,7 +625,11 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _csv_dataset(spec: DataSpec) -> Dataset:
-    X, y, task, feature_names = load_csv(spec.path)
+    if spec.text is not None:
+        table = parse_csv(spec.text, f"{spec.path} (embedded)")
+    else:
+        table = load_csv(spec.path)
+    X, y, task, feature_names = table.X, table.y, table.task, table.feature_names
     train, test = _split(len(X), spec.test_fraction, np.random.default_rng([spec.seed, 1]))
     X_train, X_test = _standardize(X[train], X[test])
     y_train, y_test = y[train], y[test]
@@ -482,4 +654,6 @@ def _csv_dataset(spec: DataSpec) -> Dataset:
         output_dim=output_dim,
         name=Path(spec.path).stem,
         feature_names=feature_names,
+        class_names=table.class_names,
+        summary=table.summary,
     )

@@ -20,13 +20,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, Dataset, DataSpec, make_dataset
+from .budget import MemoryEstimate, estimate_memory, over_budget
+from .data import (
+    EMBED_BY_DEFAULT_BYTES,
+    MAX_EMBEDDED_CHARS,
+    DataError,
+    Dataset,
+    DataSpec,
+    make_dataset,
+    read_regular_file,
+    too_big,
+)
 from .spec import MAX_HIDDEN, NetworkSpec, SpecError, _check_choice, _check_float, _check_int
+from .tempfiles import remove_stale_temporaries, temp_prefix
 
 FORMAT = "gradient-flow-lab/experiment"
 VERSION = 1
@@ -139,6 +151,17 @@ class TrainSpec:
         return cls(**d)
 
 
+def _check_encodable(field: str, text: str) -> None:
+    """Text that cannot be written as UTF-8 (a lone surrogate such as \\ud800, which
+    JSON allows) would fail only later, when printed or saved."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        raise SpecError(field, f"contains an invalid character (U+{ord(bad):04X}, half of "
+                               f"a surrogate pair) at position {e.start + 1}") from None
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Everything needed to rerun a piece of training exactly.
@@ -171,6 +194,16 @@ class Experiment:
                 raise SpecError(name, f"must be a {cls.__name__}")
         object.__setattr__(self, "seed", _check_int("seed", self.seed, 0, 2**32 - 1))
         _check_choice("dtype", self.dtype, DTYPES)
+        for field in ("name", "description"):
+            _check_encodable(field, getattr(self, field))
+        # all the limits together, before anything is allocated
+        problem = over_budget(self.memory_estimate())
+        if problem is not None:
+            raise SpecError("network", f"this experiment {problem}")
+
+    def memory_estimate(self) -> MemoryEstimate:
+        """The bytes a simulation of this experiment will hold (simulator.budget)."""
+        return estimate_memory(self.network, self.data, self.training, self.dtype)
 
     # -- consistency with the data -------------------------------------------------------
     def validate_against(self, dataset: Dataset) -> None:
@@ -368,25 +401,22 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment file. A relative CSV path is taken from the file's folder."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ExperimentError("is a folder, not an experiment file", path=str(path))
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ExperimentError(
-                f"the file is {size / 2**20:.1f} MB; an experiment file is at most "
-                f"{MAX_FILE_BYTES // 2**20} MB",
-                path=str(path),
-            )
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ExperimentError("the file does not exist", path=str(path)) from None
+    except IsADirectoryError:
+        raise ExperimentError("is a folder, not an experiment file", path=str(path)) from None
+    except ValueError as e:  # a FIFO, a device: reading it would block
+        raise ExperimentError(str(e), path=str(path)) from None
     except OSError as e:
         raise ExperimentError(f"cannot be read ({e.strerror or e})", path=str(path)) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ExperimentError(
-            f"the file is larger than {MAX_FILE_BYTES // 2**20} MB", path=str(path)
-        )
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = len(raw)
+        raise ExperimentError(f"{too_big(size, MAX_FILE_BYTES)} for an experiment file",
+                              path=str(path))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -394,14 +424,24 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     return Experiment.from_json(text, base_dir=path.resolve().parent, source=str(path))
 
 
-def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
-    """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, then rename.
+def save_experiment(exp: Experiment, path: str | os.PathLike,
+                    embed_csv: bool | None = None) -> None:
+    """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, written
+    and fsynced, then renamed over the target.
 
-    A CSV path inside the target folder is stored relative to it, so the folder
-    can be moved or shared as a whole.
+    The file keeps the mode it had (a new file gets the umask's), and a symbolic link
+    is written through to its target rather than replaced by a plain file. A CSV
+    path inside the target folder is stored relative to it, so the folder can be
+    moved or shared as a whole.
+
+    ``embed_csv``: copy the CSV's contents into the file (True), keep only the path
+    (False), or embed files of at most EMBED_BY_DEFAULT_BYTES (None, the default),
+    so a copied experiment file still opens. An embedded copy stays embedded.
     """
     path = Path(path)
-    folder = path.absolute().parent  # the temporary file must be beside the target
+    target = Path(os.path.realpath(path))  # through a symlink, to the file it names
+    folder = target.parent  # the temporary file must be beside the target
+    exp = _with_csv_embedded(exp, embed_csv)
     if exp.data.kind == "csv" and exp.data.path is not None:
         csv_path = Path(exp.data.path)
         if csv_path.is_absolute():
@@ -414,11 +454,21 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
     text = exp.to_json()
     tmp_name = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        remove_stale_temporaries(folder)  # left by a save that was killed
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp",
+                                        dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp_name, path)
+            f.flush()
+            os.fchmod(f.fileno(), mode)  # mkstemp made it private
+            os.fsync(f.fileno())
+        os.replace(tmp_name, target)
         tmp_name = None
+        _fsync_folder(folder)
     except OSError as e:
         raise ExperimentError(f"cannot be written ({e.strerror or e})", path=str(path)) from None
     finally:
@@ -427,6 +477,66 @@ def save_experiment(exp: Experiment, path: str | os.PathLike) -> None:
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _with_csv_embedded(exp: Experiment, embed_csv: bool | None) -> Experiment:
+    data = exp.data
+    if data.kind != "csv" or data.path is None:
+        return exp
+    if embed_csv is False:
+        return replace(exp, data=replace(data, text=None)) if data.text is not None else exp
+    if data.text is not None:
+        return exp
+    try:
+        size = os.path.getsize(data.path)
+    except OSError:
+        if embed_csv:
+            raise ExperimentError(f"the data file {data.path} cannot be read, so it cannot "
+                                  "be embedded", field="data.path") from None
+        return exp  # missing: the path is kept, and opening the file will say so
+    if embed_csv is None and size > EMBED_BY_DEFAULT_BYTES:
+        return exp
+    if size > MAX_EMBEDDED_CHARS:
+        raise ExperimentError(f"the data file is {size:,} bytes; at most "
+                              f"{MAX_EMBEDDED_CHARS:,} can be embedded in an experiment",
+                              field="data.text")
+    try:
+        raw = read_regular_file(Path(data.path), MAX_EMBEDDED_CHARS)
+        text = raw.decode("utf-8-sig")
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        if embed_csv:
+            raise ExperimentError(f"the data file {data.path} cannot be embedded ({e})",
+                                  field="data.path") from None
+        return exp
+    return replace(exp, data=replace(data, text=text))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    value = os.umask(0o022)
+    os.umask(value)
+    return value
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- presets -----------------------------------------------------------------------------

@@ -460,6 +460,8 @@ class Simulation:
         The current iteration restarts; the step count and history continue (rows
         for inserted or deleted layers are added or dropped)."""
         self._check_dims(new_spec)
+        # made first: it refuses a network over the memory budget before allocating it
+        experiment = replace(self._experiment, network=new_spec)
         old = self.network
         new = old.rebuilt(new_spec, old_of_new)
         mapping = old.param_mapping(new, old_of_new)
@@ -470,7 +472,7 @@ class Simulation:
             for j, o in enumerate(old_of_new):
                 if o is None:
                     self.history.insert_layer(j - 1)
-        self._experiment = replace(self._experiment, network=new_spec)
+        self._experiment = experiment
         self._new_network(new, keep_optimizer_from=old, mapping=mapping)
         self.divergence = None
         self._refresh()
@@ -557,6 +559,25 @@ class Simulation:
                                for a, b in zip(dst.shape, value.shape, strict=False))
                 dst[region] = value[region]
         self._refresh()
+
+    def projection_params(self) -> dict[str, np.ndarray]:
+        """Copies of every skip projection ``P{i}_{j}``, by name."""
+        return {f"P{i}_{j}": self.network.params[f"P{i}_{j}"].copy()
+                for i, j in self.spec.skips if f"P{i}_{j}" in self.network.params}
+
+    def set_projection_params(self, saved: dict[str, np.ndarray]) -> None:
+        """Write back saved projections whose name and shape the network still has
+        (others are ignored): what an undo uses to put back a projection that the edit
+        threw away, instead of the fresh one the restored structure drew."""
+        net = self.network
+        written = False
+        for name, value in saved.items():
+            dst = net.params.get(name)
+            if dst is not None and dst.shape == np.shape(value):
+                dst[...] = value
+                written = True
+        if written:
+            self._refresh()
 
     def set_init(self, init: str | None = None, gain: float | None = None,
                  sigma_w: float | None = None, sigma_b: float | None = None) -> None:

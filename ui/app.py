@@ -27,6 +27,7 @@ import html  # noqa: E402
 import importlib  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer  # noqa: E402
@@ -65,6 +66,7 @@ from simulator.spec import uniform_spec  # noqa: E402
 
 from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
+from .export import install_export_action, register_window_class  # noqa: E402
 from .views import colors as C  # noqa: E402
 from .views.controls import ControlsPanel, QuickSettings  # noqa: E402
 from .views.inputguard import install_input_guard  # noqa: E402
@@ -80,6 +82,10 @@ KEY_STATE = "window/state"
 KEY_SIZE = "window/size"
 KEY_LAST_PATH = "experiment/last_path"
 KEY_LAST_DIR = "experiment/last_dir"
+# the file being started; cleared once it runs, so a start that never finished (killed,
+# out of memory) is not repeated blindly next time
+KEY_STARTING = "experiment/starting"
+KEY_EMBED_CSV = "experiment/embed_csv"
 
 # (object name, title, module in ui.views, class, dock area)
 _LEFT = Qt.DockWidgetArea.LeftDockWidgetArea
@@ -114,6 +120,12 @@ def _load_view(module: str, cls: str, controller) -> QWidget:
     return getattr(mod, cls)(controller)
 
 
+def plain_tooltip(text: str) -> str:
+    """``text`` as a tooltip shown literally: Qt renders a tooltip that looks like HTML
+    as HTML, so file-derived text is escaped inside an explicit rich-text wrapper."""
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
+
+
 class Banner(QFrame):
     """A message across the top of the canvas that does not block anything:
     divergence reports, refused values, files that would not open."""
@@ -132,6 +144,8 @@ class Banner(QFrame):
         row.setContentsMargins(10, 6, 6, 6)
         self.label = QLabel()
         self.label.setObjectName("banner_text")
+        # messages quote file contents (names, paths, values): never interpreted as HTML
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row.addWidget(self.label, 1)
@@ -359,8 +373,6 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._connect()
         self._set_sim_actions_enabled(controller.is_ready)
-        from .export import install_export_action  # ui.export builds MainWindows itself
-
         self.exporter = install_export_action(self)
         from .compare_window import install_compare_actions  # compare mode: its own window
 
@@ -388,6 +400,17 @@ class MainWindow(QMainWindow):
                                         [QKeySequence.StandardKey.Save])
         self.action_save_as = self._action("action_save_as", "Save &As…", self.save_as_dialog,
                                            ["Ctrl+Shift+S"])
+        # the choice Save makes for CSV data: a copy inside the file (so a copied
+        # experiment still opens; small files only) or a link to the CSV
+        self.action_embed_csv = QAction("Embed Small CSV Data When Saving", self)
+        self.action_embed_csv.setObjectName("action_embed_csv")
+        self.action_embed_csv.setCheckable(True)
+        self.action_embed_csv.setChecked(self.settings.value(KEY_EMBED_CSV, True, type=bool))
+        self.action_embed_csv.setStatusTip(
+            "Save a CSV of up to 256 kB inside the experiment file, so the file opens anywhere; "
+            "unchecked, only the path to the CSV is saved")
+        self.action_embed_csv.toggled.connect(
+            lambda on: self.settings.setValue(KEY_EMBED_CSV, bool(on)))
         self.action_export = QAction("&Export animation…", self)
         self.action_export.setObjectName("action_export")
         self.action_export.setEnabled(False)
@@ -498,6 +521,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addAction(self.action_save)
         file.addAction(self.action_save_as)
+        file.addAction(self.action_embed_csv)
         file.addSeparator()
         file.addAction(self.action_export)
         file.addSeparator()
@@ -556,7 +580,7 @@ class MainWindow(QMainWindow):
             action = self.menu_presets.addAction(name)
             action.setObjectName(f"preset_{key}")
             action.setData(key)
-            action.setToolTip(description)
+            action.setToolTip(plain_tooltip(description))
             action.setStatusTip(description.split("\n")[0][:160])
             action.triggered.connect(lambda _checked=False, k=key: self.open_preset(k))
         if not presets:
@@ -605,6 +629,7 @@ class MainWindow(QMainWindow):
         c.rate_changed.connect(self._on_rate_changed)
         c.diverged.connect(self._on_diverged)
         c.error.connect(self._on_error)
+        c.start_failed.connect(self._on_start_failed)
         c.ready.connect(self._on_ready)
         canvas = self.canvas
         for signal, slot in (("skip_requested", self.editor.add_skip),
@@ -680,6 +705,9 @@ class MainWindow(QMainWindow):
     # -- controller -> window ------------------------------------------------------------------
     def _on_ready(self) -> None:
         self._set_sim_actions_enabled(True)
+        self.settings.remove(KEY_STARTING)  # it started: safe to reopen next time
+        if self.current_path:
+            self.settings.setValue(KEY_LAST_PATH, self.current_path)
         with self.controller.locked() as sim:
             self._clean_experiment = self._experiment_now = sim.experiment
         self._update_title()
@@ -790,6 +818,13 @@ class MainWindow(QMainWindow):
     def _on_error(self, message: str) -> None:
         self.show_message(message)
 
+    def _on_start_failed(self, _message: str) -> None:
+        # the file did not start (the controller falls back to the default experiment):
+        # forget it, so neither Save nor the next start goes back to it
+        self.current_path = None
+        self.settings.remove(KEY_LAST_PATH)
+        self.settings.remove(KEY_STARTING)
+
     def show_message(self, text: str, kind: str = "error") -> None:
         """A message the user should read, without stopping anything."""
         self.banner.show_message(text, kind)
@@ -808,9 +843,12 @@ class MainWindow(QMainWindow):
 
     # -- files ---------------------------------------------------------------------------------
     def set_experiment_path(self, path: str | None) -> None:
+        """The file the experiment on screen belongs to. Remembered for the next start
+        only once the simulation runs (``_on_ready``), never for a start that failed."""
         self.current_path = str(path) if path else None
         if self.current_path:
-            self.settings.setValue(KEY_LAST_PATH, self.current_path)
+            if self.controller.is_ready:
+                self.settings.setValue(KEY_LAST_PATH, self.current_path)
             self.settings.setValue(KEY_LAST_DIR, str(Path(self.current_path).parent))
         self._update_title()
 
@@ -838,7 +876,39 @@ class MainWindow(QMainWindow):
         except ExperimentError as e:
             self.show_message(f"Could not open the experiment. {e}")
             return False
+        experiment = self._locate_missing_csv(experiment)
+        if experiment is None:
+            return False
         return self._open(experiment, path)
+
+    def _locate_missing_csv(self, experiment: Experiment) -> Experiment | None:
+        """An experiment that links to a CSV file that is not there (moved, or the
+        experiment file was copied alone): say so and let the user find the file.
+        Returns the experiment with the new path, or None if the user gives up."""
+        data = experiment.data
+        if data.kind != "csv" or data.text is not None or os.path.exists(data.path):
+            return experiment
+        box = QMessageBox(QMessageBox.Icon.Warning, "Data file not found",
+                          f"“{experiment.name}” trains on a CSV file that is not there:\n"
+                          f"{data.path}\n\nLocate the file to open the experiment.",
+                          QMessageBox.StandardButton.Cancel, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        locate = box.addButton("Locate…", QMessageBox.ButtonRole.AcceptRole)
+        box.setObjectName("locate_csv_box")
+        box.exec()
+        found = ""
+        if box.clickedButton() is locate:
+            found, _ = QFileDialog.getOpenFileName(self, "Locate the data file",
+                                                   str(Path(data.path).parent),
+                                                   "CSV files (*.csv *.tsv *.txt);;All files (*)")
+        if not found:
+            self.show_message(f"Not opened: the data file {data.path} is missing.")
+            return None
+        try:
+            return replace(experiment, data=replace(data, path=found))
+        except ValueError as e:
+            self.show_message(f"Could not use {found}. {e}")
+            return None
 
     def open_preset(self, key: str) -> bool:
         if not self.maybe_save("loading the preset"):
@@ -888,7 +958,8 @@ class MainWindow(QMainWindow):
         with self.controller.locked() as sim:
             experiment = sim.experiment
         try:
-            save_experiment(experiment, path)
+            save_experiment(experiment, path,
+                            embed_csv=None if self.action_embed_csv.isChecked() else False)
         except ExperimentError as e:
             self.show_message(f"Could not save. {e}")
             return False
@@ -944,6 +1015,9 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+register_window_class(MainWindow)  # File > Export's "whole window" view copies this class
+
+
 # -- start-up ------------------------------------------------------------------------------------
 def fallback_experiment() -> Experiment:
     """The experiment to show when no preset can be found: a deep sigmoid stack whose
@@ -973,18 +1047,30 @@ def choose_experiment(file: str | None, settings: QSettings
             problem = f"Could not open the experiment. {e}"
     else:
         last = settings.value(KEY_LAST_PATH)
-        if isinstance(last, str) and last:
+        starting = settings.value(KEY_STARTING)
+        if isinstance(last, str) and last and starting == last:
+            # it was being started when the app last went away (killed, out of memory)
+            settings.remove(KEY_LAST_PATH)
+            settings.remove(KEY_STARTING)
+            problem = (f"The last experiment ({last}) did not finish starting last time, "
+                       "so it was not reopened. Open it with File > Open to try again.")
+        elif isinstance(last, str) and last:
             try:
                 return load_experiment(last), last, None
             except ExperimentError:
                 settings.remove(KEY_LAST_PATH)  # moved or broken: start from a preset
+    return default_experiment(), None, problem
+
+
+def default_experiment() -> Experiment:
+    """The preset "deep_sigmoid", else the first preset, else a built-in one."""
     keys = [key for key, _name, _desc in list_presets()]
     for key in ([DEFAULT_PRESET] if DEFAULT_PRESET in keys else []) + keys[:1]:
         try:
-            return load_preset(key), None, problem
+            return load_preset(key)
         except ExperimentError:
             continue
-    return fallback_experiment(), None, problem
+    return fallback_experiment()
 
 
 def open_settings() -> QSettings:
@@ -1032,6 +1118,26 @@ def _quit_when_done(app: QApplication, window: MainWindow, controller, delay_ms:
     QTimer.singleShot(delay_ms, due)
 
 
+def start_window(file: str | None, settings: QSettings) -> MainWindow:
+    """Show the window on FILE (or the last experiment, or the default) and build its
+    simulation in the background. A file that cannot be built (its data is gone, it
+    does not fit in memory) is reported, forgotten, and the default experiment starts
+    in its place: the window always ends up with a working simulation."""
+    experiment, path, problem = choose_experiment(file, settings)
+    controller = SimulationController(experiment, build_now=False)
+    window = MainWindow(controller, Editor(controller), settings, path=path,
+                        experiment=experiment)
+    window.show()
+    if problem:
+        window.show_message(problem)
+    if path:
+        settings.setValue(KEY_STARTING, path)
+        settings.sync()
+    fallback = default_experiment() if path else None
+    QTimer.singleShot(0, lambda: controller.build_in_background(fallback=fallback))
+    return window
+
+
 def main(argv=None) -> int:
     """``python main.py [FILE.json]``: open the window. argv excludes the program name."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -1041,14 +1147,8 @@ def main(argv=None) -> int:
     app.setOrganizationName(ORG_NAME)
     apply_theme(app)
     settings = open_settings()
-    experiment, path, problem = choose_experiment(args.file, settings)
-    controller = SimulationController(experiment, build_now=False)
-    editor = Editor(controller)
-    window = MainWindow(controller, editor, settings, path=path, experiment=experiment)
-    window.show()
-    if problem:
-        window.show_message(problem)
-    QTimer.singleShot(0, controller.build_in_background)
+    window = start_window(args.file, settings)
+    controller = window.controller
     _collect_garbage_between_events(app)
     quit_after = os.environ.get("GFL_QUIT_AFTER_MS")
     if quit_after:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from simulator.data import DataSpec
@@ -93,6 +94,7 @@ class Editor:
               drop_if_unchanged: bool = True) -> bool:
         if not self.controller.is_ready:
             return False
+        do, undo = _keeping_projections(do, undo)
         cmd = EditCommand(self.controller, text, do, undo, structural=structural,
                           drop_if_unchanged=drop_if_unchanged)
         self.controller.push_edit(cmd)
@@ -338,6 +340,31 @@ class Editor:
             return self._refuse(f"the remedy '{REMEDIES[key].label}' changes nothing here")
         return self._redraw_edit(f"Remedy: {REMEDIES[key].label}",
                                  lambda sim: apply_remedy(sim, key))
+
+
+def _keeping_projections(do: Edit, undo: Edit) -> tuple[Edit, Edit]:
+    """``do`` and ``undo`` such that undo also puts back every skip projection the edit
+    threw away (a removed link, a layer deleted under it, widths that became equal or
+    changed): the restored structure would otherwise draw them afresh. Projections the
+    edit kept are left as they are, with any training done since."""
+    lost: dict[str, np.ndarray] = {}
+
+    def do_keeping(sim: Simulation):
+        before = sim.projection_params()
+        result = do(sim)
+        after = sim.network.params
+        lost.clear()
+        lost.update({name: v for name, v in before.items()
+                     if name not in after or after[name].shape != v.shape})
+        return result
+
+    def undo_keeping(sim: Simulation):
+        result = undo(sim)
+        if lost:
+            sim.set_projection_params(lost)
+        return result
+
+    return do_keeping, undo_keeping
 
 
 def _lost_params(old: NetworkSpec, new: NetworkSpec, saved: LayerParams) -> LayerParams:

@@ -57,6 +57,7 @@ class SimulationController(QObject):
     selection_changed = Signal(int)  # selected layer 1..L+1, 0 for none
     rate_changed = Signal(float)  # measured training iterations per second
     error = Signal(str)  # a message for the user (bad file, bad value, ...)
+    start_failed = Signal(str)  # the first experiment could not be built (then: a fallback)
     _worker_snapshot = Signal(object)
 
     def __init__(self, experiment: Experiment, parent=None, build_now: bool = True,
@@ -103,22 +104,30 @@ class SimulationController(QObject):
         self._install(sim)
 
     def _install(self, sim: Simulation) -> None:
+        first = self.sim is None
         with self._hold():
             self.sim = sim
         self._last_step_count = sim.step_count
-        self.ready.emit()
+        if first:
+            self.ready.emit()
         self.structure_changed.emit(sim.spec)
         self.experiment_changed.emit(sim.experiment)
         self._publish(sim.snapshot())
 
-    def build_in_background(self) -> None:
+    def build_in_background(self, fallback: Experiment | None = None) -> None:
         """Compile the kernels and build the simulation off the GUI thread; the window
         shows a compiling (or, from numba's cache, loading) state meanwhile, the first
-        frame as soon as the kernels it needs exist, and ``ready`` fires at the end."""
+        frame as soon as the kernels it needs exist, and ``ready`` fires at the end.
+
+        If the experiment cannot be built (its data file is gone, it does not fit in
+        memory, ...), ``start_failed`` and ``error`` carry the reason and ``fallback``
+        (if given) is built instead, so the window is never left without a simulation."""
         import simulator
 
         exp = self._experiment0
-        dtypes = tuple(dict.fromkeys(("float32", str(exp.dtype))))
+        capacity = self._history_capacity
+        wanted = [exp] + ([fallback] if fallback is not None else [])
+        dtypes = tuple(dict.fromkeys(["float32"] + [str(e.dtype) for e in wanted]))
         self.startup_text = ("Loading kernels\u2026" if simulator.kernels_cached(dtypes)
                              else "Compiling kernels\u2026")
         self.compiling_changed.emit(True)
@@ -127,16 +136,35 @@ class SimulationController(QObject):
         done.first_frame.connect(self._on_first_frame)
 
         def work():
+            message = ""
             try:
                 # what the first frame needs first: building the simulation runs the
                 # forward and backward pass of its first batch
-                sim = Simulation(exp, history_capacity=self._history_capacity)
-                done.first_frame.emit(sim.snapshot())
+                sim = Simulation(exp, history_capacity=capacity)
+            except MemoryError:
+                message = (f"Could not start \u201c{exp.name}\u201d: there is not enough "
+                           "memory for it.")
+            except Exception as e:  # reported to the user, never lost
+                message = f"Could not start \u201c{exp.name}\u201d: {e}"
+            if message:
+                if fallback is None:
+                    done.built.emit(None, message)
+                    return
+                try:
+                    sim = Simulation(fallback, history_capacity=capacity)
+                except Exception as e:
+                    done.built.emit(None, f"{message} The default experiment failed too: {e}")
+                    return
+                message += f" Opened \u201c{fallback.name}\u201d instead."
+            self._first_experiment = sim.experiment  # read by _on_first_frame
+            done.first_frame.emit(sim.snapshot())
+            try:
                 # then the rest: micro-steps, fused training, the public API
                 simulator.warmup(dtypes)
-                done.built.emit(sim, "")
             except Exception as e:  # reported to the user, never lost
                 done.built.emit(None, f"Could not start the simulation: {e}")
+                return
+            done.built.emit(sim, message)
 
         self._build_thread = threading.Thread(target=work, name="warmup", daemon=True)
         self._build_thread.start()
@@ -146,15 +174,18 @@ class SimulationController(QObject):
         nothing can be stepped until ``ready``."""
         if self.sim is None:
             self.snapshot = snap
-            self.experiment_changed.emit(self._experiment0)  # the settings it shows
+            # the settings it shows: the fallback's, if the wanted experiment failed
+            self.experiment_changed.emit(getattr(self, "_first_experiment", self._experiment0))
             self.snapshot_changed.emit(snap)
 
     def _on_built(self, sim, message: str) -> None:
         self.compiling_changed.emit(False)
-        if sim is None:
+        if message:
+            self.start_failed.emit(message)
+        if sim is not None:
+            self._install(sim)
+        if message:
             self.error.emit(message)
-            return
-        self._install(sim)
 
     @property
     def is_ready(self) -> bool:
@@ -458,6 +489,11 @@ class SimulationController(QObject):
         except ValueError as e:  # SpecError, DataError, ExperimentError
             self.error.emit(str(e))
             return False
+        except MemoryError:  # the budget check (simulator.budget) let through too much
+            self.error.emit("There is not enough memory for that change; nothing was "
+                            "changed. Use fewer or narrower layers, a smaller batch or "
+                            "less data.")
+            return False
         if structural:
             self.structure_changed.emit(self.sim.spec)
         self.experiment_changed.emit(self.sim.experiment)
@@ -465,13 +501,24 @@ class SimulationController(QObject):
         return True
 
     def open_experiment(self, experiment: Experiment) -> bool:
-        """Start over with another experiment (not undoable: clears the undo stack)."""
+        """Start over with another experiment (not undoable: clears the undo stack).
+
+        All or nothing: the new simulation is built whole first and only then takes
+        the old one's place; if it cannot be built (bad data, not enough memory) the
+        old one stays exactly as it was and ``error`` says why."""
         self.pause()
-        ok = self.apply(lambda sim: sim.set_experiment(experiment))
-        if ok:
-            self.undo_stack.clear()
-            self._last_step_count = 0
-        return ok
+        try:
+            sim = Simulation(experiment, history_capacity=self._history_capacity)
+        except ValueError as e:  # SpecError, DataError, ExperimentError
+            self.error.emit(str(e))
+            return False
+        except MemoryError:
+            self.error.emit(f"There is not enough memory to open “{experiment.name}”; the "
+                            "experiment on screen is unchanged.")
+            return False
+        self.undo_stack.clear()
+        self._install(sim)
+        return True
 
     # -- reading for views ---------------------------------------------------------------
     def predict(self, X):

@@ -247,3 +247,14 @@ def test_only_a_layer_s_measured_saturation_counts():
     assert only(diagnose(TANH3, snap), "saturation")
     unmeasured = dataclasses.replace(snap, saturated_fraction=np.full(4, np.nan))
     assert "saturation" not in kinds(diagnose(TANH3, unmeasured))
+
+
+def test_title_switches_to_vanishing_just_below_the_ratio_not_at_it():
+    """A layer whose updates crawl is "learning slowly" at exactly VANISHING_RATIO and
+    "vanishing" one float step below it (the title's own comparison)."""
+    t, slow = D.VANISHING_RATIO, up(D.SLOW_LAYER_RATIO, 0)
+    upd = [slow, 1, 1, 1, 1, 1.0]
+    at = finding(RELU5, make_snapshot(RELU5, delta=deltas(t), update=upd), "vanishing")
+    below = finding(RELU5, make_snapshot(RELU5, delta=deltas(up(t, 0)), update=upd), "vanishing")
+    assert at.title == "Lower layers learn slowly"
+    assert below.title == "Vanishing gradient"

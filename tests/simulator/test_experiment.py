@@ -6,8 +6,11 @@ import copy
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -388,18 +391,67 @@ def test_save_into_missing_folder(tmp_path):
     assert "cannot be written" in str(info.value)
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
-                    reason="needs a folder the user cannot write")
-def test_save_into_read_only_folder(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
+NOBODY = 65534
+
+
+def _in_unprivileged_child(fn) -> str:
+    """Run ``fn()`` in a forked child and return what happened there as text. When this
+    process is root (as in CI) the child first becomes nobody, since root ignores file
+    modes; the parent keeps its privileges."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(r)
+            if os.geteuid() == 0:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                fn()
+                outcome = "ok"
+            except ExperimentError as e:
+                outcome = f"ExperimentError: {e}"
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                outcome = f"{type(e).__name__}: {e}"
+            os.write(w, outcome.encode())
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes and fork")
+def test_save_into_read_only_folder():
+    # under a folder everyone may enter (tmp_path's parents are private to root)
+    base = Path(tempfile.mkdtemp(prefix="gfl-ro-"))
     try:
-        with pytest.raises(ExperimentError, match="cannot be written"):
-            save_experiment(simple_experiment(), folder / "exp.json")
+        base.chmod(0o755)
+        folder, open_folder = base / "ro", base / "open"
+        folder.mkdir(mode=0o555)
+        folder.chmod(0o555)
+        open_folder.mkdir()
+        open_folder.chmod(0o777)
+        exp = simple_experiment()
+        # the same unprivileged process can write next door: only the mode stops it
+        assert _in_unprivileged_child(lambda: save_experiment(exp, open_folder / "e.json")) == "ok"
+        outcome = _in_unprivileged_child(lambda: save_experiment(exp, folder / "exp.json"))
+        assert outcome.startswith("ExperimentError: "), outcome
+        assert "cannot be written" in outcome and str(folder / "exp.json") in outcome
+        assert list(folder.iterdir()) == []
+        assert load_experiment(open_folder / "e.json") == exp
     finally:
-        folder.chmod(0o700)
-    assert list(folder.iterdir()) == []
+        for d in base.iterdir():
+            d.chmod(0o700)
+        shutil.rmtree(base)
 
 
 def test_failed_replace_leaves_no_temp_file(tmp_path, monkeypatch):

@@ -543,7 +543,12 @@ def test_forward_and_backward_pass_match_twin(dtype, loss):
         assert K.forward_pass(net.lay, net.skp, net.params_flat, net._ws, running, B, net.L,
                               True, stats) == 0
         fw = R.reference_forward(spec, net.params, X)
-        tol = rtol_for(dtype) * 50
+        # float32 at its own precision: over 60 draws of this net the worst relative error
+        # (to the largest entry of each array) is 1.2e-6, so 2e-5 leaves room for other
+        # CPUs while a 0.1 % error in any derivative fails; float64 keeps its margin
+        f64 = np.dtype(dtype) == np.float64
+        tol = rtol_for(dtype) * (50 if f64 else 1)
+        grad_tol = tol * (10 if f64 else 1)
         for k in range(1, net.L + 2):
             assert_twin(net.block(k, K.C_A), fw["a"][k], dtype, rtol=tol)
             assert stats[k, K.S_ACT_MEAN] == pytest.approx(fw["a"][k].mean(), abs=1e-4)
@@ -554,14 +559,18 @@ def test_forward_and_backward_pass_match_twin(dtype, loss):
         want_loss, grads, deltas = R.reference_loss_and_gradients(spec, net.params, X, y)
         assert loss_value == pytest.approx(want_loss, rel=tol)
         gscale = max(float(np.max(np.abs(g))) for g in grads.values())
+        # a bias in front of batch norm has gradient 0: what is left is rounding noise
+        # of the size of the whole gradient
+        bn_bias = {f"b{k}" for k, h in enumerate(spec.hidden, start=1) if h.batchnorm}
         for name, g in grads.items():
-            assert_twin(net.grad_arrays[name], g, dtype, rtol=tol * 10,
-                        scale=max(float(np.max(np.abs(g))), 1e-3 * gscale))
+            scale = (gscale if name in bn_bias
+                     else max(float(np.max(np.abs(g))), 1e-3 * gscale))
+            assert_twin(net.grad_arrays[name], g, dtype, rtol=grad_tol, scale=scale)
         for k, d in enumerate(deltas, start=1):
-            assert_twin(net.block(k, K.C_D), d, dtype, rtol=tol * 10)
-            assert stats[k, K.S_DELTA] == pytest.approx(np.linalg.norm(d), rel=tol * 10)
+            assert_twin(net.block(k, K.C_D), d, dtype, rtol=grad_tol)
+            assert stats[k, K.S_DELTA] == pytest.approx(np.linalg.norm(d), rel=grad_tol)
             assert stats[k, K.S_GRAD_W] == pytest.approx(np.linalg.norm(grads[f"W{k}"]),
-                                                         rel=tol * 10)
+                                                         rel=grad_tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.network import init_weight
 from simulator.spec import ACTIVATIONS, LayerSpec, NetworkSpec, residual_skips, uniform_spec
 from simulator.theory import (
     SELU_ALPHA,
@@ -388,10 +389,6 @@ def test_prediction_matches_a_random_wide_network(activation, sigma_w, sigma_b):
      ("orthogonal", "tanh"), ("mean_field", "tanh")],
 )
 def test_effective_sigma_w2_matches_the_network_initializer(init, activation):
-    network = pytest.importorskip("simulator.network")
-    init_weight = getattr(network, "init_weight", None)
-    if init_weight is None:
-        pytest.skip("simulator.network has no init_weight")
     spec = NetworkSpec(200, 10, hidden=(LayerSpec(400, activation), LayerSpec(400, activation)),
                        init=init, gain=1.3, sigma_w=1.7)
     rng = np.random.default_rng(5)

@@ -60,6 +60,7 @@ MAX_UNIT_GAP = 0.4
 ARC_BASE = 1.55
 UNIT_PX = 8.0
 ARC_SAMPLES = 41
+MAX_ARCS = 2000  # skip links drawn at most (evenly chosen); a note counts the others
 
 
 def unit_sample(width: int, limit: int = MAX_SHOWN_UNITS) -> np.ndarray:
@@ -132,6 +133,53 @@ class _BinnedLines(pg.GraphicsObject):
         for b, poly in self._polys:
             painter.setPen(self._pens[b])
             painter.drawLines(poly)
+
+
+class _Arcs(pg.GraphicsObject):
+    """Every skip arc of one kind as line segments, drawn with one ``drawLines`` call.
+
+    One path item per arc made opening a network with 125 000 skips take half a
+    minute, and one joined path is no better (Qt strokes it as a whole). Separate
+    segments cost linear time; when there are very many, they are drawn one pixel
+    wide without antialiasing (Qt's fast path)."""
+
+    SMOOTH_SEGMENTS = 10_000
+
+    def __init__(self, pen: QPen):
+        super().__init__()
+        self._pen = pen
+        self._thin = QPen(pen)  # for very many: one-pixel lines are drawn without stroking
+        self._thin.setWidthF(1.0)
+        self._lines = None
+        self._n = 0
+        self._rect = QRectF()
+
+    def pen(self) -> QPen:
+        return self._pen
+
+    def set_arcs(self, pts: np.ndarray) -> None:
+        """pts: (n_arcs, samples, 2) points along each arc, in data coordinates."""
+        self.prepareGeometryChange()
+        if len(pts) == 0:
+            self._lines, self._n, self._rect = None, 0, QRectF()
+        else:
+            pairs = np.stack([pts[:, :-1], pts[:, 1:]], axis=2)  # (n, samples-1, 2, 2)
+            self._lines = _fill_polygon(pairs.reshape(-1, 2))
+            self._n = pairs.shape[0] * pairs.shape[1]
+            lo, hi = pts.reshape(-1, 2).min(axis=0), pts.reshape(-1, 2).max(axis=0)
+            self._rect = QRectF(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter: QPainter, *args) -> None:
+        if not self._n:
+            return
+        smooth = self._n <= self.SMOOTH_SEGMENTS
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, smooth)
+        painter.setPen(self._pen if smooth else self._thin)
+        painter.drawLines(self._lines)
 
 
 class _UnitDots(pg.GraphicsObject):
@@ -539,7 +587,11 @@ class NetworkCanvas(pg.GraphicsView):
         self._unit_start: np.ndarray = np.zeros(1, np.int64)
         self._gaps: list[tuple[np.ndarray, np.ndarray]] = []
         self._gap_flat: list[np.ndarray] = []
-        self._arcs: dict[tuple[int, int], tuple[QGraphicsPathItem, np.ndarray]] = {}
+        # skip (i, j) -> its row in _arc_pts (n_skips, samples, 2) and _arc_proj
+        self._arcs: dict[tuple[int, int], int] = {}
+        self._arc_pts = np.zeros((0, ARC_SAMPLES, 2))
+        self._arc_proj = np.zeros(0, bool)
+        self._arc_keys: list[tuple[int, int]] = []
         self._press: tuple[int, QPoint] | None = None
         self._dragging = False
         self._menu: QMenu | None = None
@@ -577,6 +629,13 @@ class NetworkCanvas(pg.GraphicsView):
         self._rubber.setPen(C.cosmetic_pen(C.FOREGROUND, 2.0, Qt.PenStyle.DashLine))
         self._rubber.hide()
         self._labels = _LayerLabels()
+        # every skip link of a kind is one path: a network may have 125 000 of them
+        self._identity_arcs = _Arcs(C.cosmetic_pen(C.IDENTITY_SKIP, 2.4))
+        self._projection_arcs = _Arcs(C.cosmetic_pen(C.PROJECTION_SKIP, 2.2,
+                                                     Qt.PenStyle.DashLine))
+        self._arc_note = pg.TextItem(color=C.MUTED, anchor=(0, 1))
+        self._arc_note.hide()
+        self._arcs_not_drawn = 0
         # the layer an activation chip would land on, while it is dragged over the canvas
         self._drop_box = QGraphicsRectItem(QRectF(-0.45, -COL_HALF - 0.12, 0.9,
                                                   2 * COL_HALF + 0.24))
@@ -585,7 +644,9 @@ class NetworkCanvas(pg.GraphicsView):
         self._drop_box.hide()
         self.drop_layer = 0  # the layer highlighted for a drop, 0 for none
         for z, item in ((-5, self._glow), (0, self._edges), (2, self._units), (4, self._dim),
-                        (6, self._drop_box), (7, self._labels), (8, self._rubber)):
+                        (5, self._identity_arcs), (5, self._projection_arcs),
+                        (6, self._arc_note), (6, self._drop_box),
+                        (7, self._labels), (8, self._rubber)):
             item.setZValue(z)
             self.vb.addItem(item, ignoreBounds=True)
 
@@ -687,11 +748,7 @@ class NetworkCanvas(pg.GraphicsView):
             segs.append(seg)
         self._edges.set_geometry(np.concatenate(segs) if segs else np.zeros((0, 4)), rect)
 
-        for item, _ in self._arcs.values():
-            self.vb.removeItem(item)
-        self._arcs = {}
-        for i, j in spec.skips:
-            self._arcs[(i, j)] = self._make_arc(i, j, spec.skip_needs_projection((i, j)))
+        self._set_arcs(spec)
 
         headers = ["in"] + [h.activation for h in spec.hidden] + ["out"]
         bn = [False] + [h.batchnorm for h in spec.hidden] + [False]
@@ -707,7 +764,9 @@ class NetworkCanvas(pg.GraphicsView):
     def _top(self) -> float:
         if self._spec is None or not self._spec.skips:
             return ARC_BASE
-        return ARC_BASE + max(_arc_height(j - i) for i, j in self._spec.skips) + 0.15
+        longest = max(j - i for i, j in self._arc_keys) if self._arc_keys else 1
+        top = ARC_BASE + _arc_height(longest) + 0.15
+        return top + 0.35 if self._arcs_not_drawn else top  # room for the note
 
     def _arc_points(self, i: float, j: float, h: float) -> np.ndarray:
         t = np.linspace(0.0, 1.0, ARC_SAMPLES)[:, None]
@@ -718,19 +777,40 @@ class NetworkCanvas(pg.GraphicsView):
         return ((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2
                 + t ** 3 * p3)
 
-    def _make_arc(self, i: int, j: int, projection: bool):
-        pts = self._arc_points(i, j, _arc_height(j - i))
-        path = QPainterPath(QPointF(*pts[0]))
-        for x, y in pts[1:]:
-            path.lineTo(x, y)
-        item = QGraphicsPathItem(path)
-        if projection:
-            item.setPen(C.cosmetic_pen(C.PROJECTION_SKIP, 2.2, Qt.PenStyle.DashLine))
+    def _set_arcs(self, spec) -> None:
+        """All skip arcs, computed at once into two items (identity, projection). Fewer
+        samples per arc when there are thousands, so the segment lists stay small."""
+        skips = list(spec.skips)
+        hidden = max(0, len(skips) - MAX_ARCS)
+        if hidden:  # an even choice across the list (sorted by source, then target)
+            keep = np.unique(np.linspace(0, len(skips) - 1, MAX_ARCS).round().astype(int))
+            skips = [skips[r] for r in keep]
+            hidden = len(spec.skips) - len(skips)
+        self._arcs_not_drawn = hidden
+        self._arcs = {key: row for row, key in enumerate(skips)}
+        self._arc_keys = skips
+        samples = max(9, min(ARC_SAMPLES, 40_000 // max(len(skips), 1)))
+        if not skips:
+            self._arc_pts = np.zeros((0, samples, 2))
+            self._arc_proj = np.zeros(0, bool)
         else:
-            item.setPen(C.cosmetic_pen(C.IDENTITY_SKIP, 2.4))
-        item.setZValue(5)
-        self.vb.addItem(item, ignoreBounds=True)
-        return item, pts
+            ij = np.array(skips, float)
+            i, j = ij[:, 0:1], ij[:, 1:2]
+            h = np.minimum(0.35 + 0.3 * np.log2(np.maximum(j - i, 1.0)), 1.9)  # _arc_height
+            t = np.linspace(0.0, 1.0, samples)[None, :]
+            top = ARC_BASE + h * 4 / 3
+            # the cubic Bezier of _arc_points, for every skip at once
+            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+            x = (a + b) * i + (c + d) * j
+            y = (a + d) * ARC_BASE + (b + c) * top
+            self._arc_pts = np.stack([x, y], axis=-1)
+            self._arc_proj = np.array([spec.skip_needs_projection(k) for k in skips], bool)
+        self._identity_arcs.set_arcs(self._arc_pts[~self._arc_proj])
+        self._projection_arcs.set_arcs(self._arc_pts[self._arc_proj])
+        if hidden:
+            self._arc_note.setText(f"{len(skips):,} of {len(spec.skips):,} skip links drawn")
+            self._arc_note.setPos(-0.5, ARC_BASE + 2.2)
+        self._arc_note.setVisible(bool(hidden))
 
     def fit(self) -> None:
         """Show the whole network (and keep doing so on resizes until the user zooms)."""
@@ -772,8 +852,9 @@ class NetworkCanvas(pg.GraphicsView):
         self._placeholder.setVisible(empty)
         for item in (self._edges, self._units, self._labels, self._dim):
             item.setVisible(not empty)
-        for item, _ in self._arcs.values():
+        for item in (self._identity_arcs, self._projection_arcs):
             item.setVisible(not empty)
+        self._arc_note.setVisible(bool(self._arcs_not_drawn) and not empty)
         if empty:
             self._glow.hide()
 
@@ -873,9 +954,18 @@ class NetworkCanvas(pg.GraphicsView):
         return self._highlight[1]
 
     def skip_links(self) -> dict[tuple[int, int], str]:
-        """The arcs drawn: (from, to) -> 'identity' or 'projection'."""
-        return {key: ("projection" if item.pen().style() == Qt.PenStyle.DashLine else "identity")
-                for key, (item, _) in self._arcs.items()}
+        """The arcs drawn: (from, to) -> 'identity' or 'projection' (all of them up to
+        MAX_ARCS; beyond, an even choice, and ``arcs_not_drawn`` counts the rest)."""
+        return {key: ("projection" if self._arc_proj[row] else "identity")
+                for key, row in self._arcs.items()}
+
+    @property
+    def arcs_not_drawn(self) -> int:
+        return self._arcs_not_drawn
+
+    def arc_note(self) -> str:
+        """The note shown when not every skip link is drawn ('' when all are)."""
+        return self._arc_note.toPlainText() if self._arcs_not_drawn else ""
 
     def shown_units(self, k: int) -> int:
         return len(self._samples[k])
@@ -901,7 +991,7 @@ class NetworkCanvas(pg.GraphicsView):
 
     def skip_pos(self, i: int, j: int) -> QPoint:
         """Viewport position of a point on the arc of skip (i, j): its apex."""
-        pts = self._arcs[(i, j)][1]
+        pts = self._arc_pts[self._arcs[(i, j)]]
         x, y = pts[len(pts) // 2]
         return self._to_viewport(float(x), float(y))
 
@@ -918,22 +1008,27 @@ class NetworkCanvas(pg.GraphicsView):
         return k
 
     def _skip_at(self, pos) -> tuple[int, int] | None:
-        best, best_d = None, 7.0
+        """The skip whose arc passes within 7 px of ``pos`` (the nearest), all arcs
+        measured at once."""
+        if not self._arcs:
+            return None
         p = QPointF(pos)
-        for key, (_, pts) in self._arcs.items():
-            a = self._to_viewport(float(pts[0, 0]), float(pts[0, 1]))
-            b = self._to_viewport(float(pts[-1, 0]), float(pts[-1, 1]))
-            o = self._to_viewport(0.0, 0.0)
-            one = self._to_viewport(1.0, 1.0)
-            sx, sy = one.x() - o.x(), one.y() - o.y()
-            px = o.x() + pts[:, 0] * sx
-            py = o.y() + pts[:, 1] * sy
-            if not min(a.x(), b.x()) - 8 <= p.x() <= max(a.x(), b.x()) + 8:
-                continue
-            d = float(np.min(np.hypot(px - p.x(), py - p.y())))
-            if d < best_d:
-                best, best_d = key, d
-        return best
+        o = self._to_viewport(0.0, 0.0)
+        one = self._to_viewport(1.0, 1.0)
+        sx, sy = one.x() - o.x(), one.y() - o.y()
+        px = o.x() + self._arc_pts[..., 0] * sx
+        py = o.y() + self._arc_pts[..., 1] * sy
+        lo = np.minimum(px[:, 0], px[:, -1]) - 8
+        hi = np.maximum(px[:, 0], px[:, -1]) + 8
+        near = np.flatnonzero((lo <= p.x()) & (p.x() <= hi))
+        if len(near) == 0:
+            return None
+        d = np.hypot(px[near] - p.x(), py[near] - p.y()).min(axis=1)
+        best = int(np.argmin(d))
+        if d[best] >= 7.0:
+            return None
+        row = int(near[best])
+        return self._arc_keys[row]
 
     def _unit_at(self, pos, k: int) -> int | None:
         """Index (into the layer's units) of the unit drawn under ``pos``, if any."""

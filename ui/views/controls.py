@@ -10,9 +10,11 @@ the Editor (``controller.error``) and the widget snaps back to the model.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import replace
 
-from PySide6.QtCore import QMimeData, QPoint, QSignalBlocker, Qt
+from PySide6.QtCore import QMimeData, QObject, QPoint, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QDrag, QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressDialog,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -35,11 +38,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.data import KINDS, MULTICLASS_KINDS, DataSpec
+from simulator.data import KINDS, MULTICLASS_KINDS, DataSpec, LoadCancelled, load_csv
 from simulator.experiment import OPTIMIZERS
 from simulator.spec import ACTIVATIONS, INITS, MAX_HIDDEN, MAX_WIDTH
 
 from ..controller import SPEEDS
+
+BACKGROUND_CSV_BYTES = 2 * 2**20  # larger CSV files are read off the GUI thread
 
 ACTIVATION_MIME = "application/x-gfl-activation"
 CSV_FILTER = "CSV files (*.csv *.txt);;All files (*)"
@@ -431,7 +436,11 @@ class ControlsPanel(QScrollArea):
         self.classes.setEnabled(data.kind in MULTICLASS_KINDS)
         self.dims.setEnabled(data.kind == "highdim")
         self._show_dataset_sizes()
-        self.csv_name.setText(_file_name(data.path) if data.kind == "csv" else "")
+        summary = self._csv_summary() if data.kind == "csv" else ""
+        name = _file_name(data.path) if data.kind == "csv" else ""
+        # the import summary: rows, inputs, which line was the header, the class mapping
+        self.csv_name.setTextFormat(Qt.TextFormat.PlainText)  # file contents, shown as is
+        self.csv_name.setText(f"{name}\n{summary}" if summary else name)
         self.csv_name.setToolTip(data.path or "")
 
         self.depth.setValue(net.depth)
@@ -509,6 +518,11 @@ class ControlsPanel(QScrollArea):
         classes = data.classes if kind in MULTICLASS_KINDS else 2
         self._edit_data(kind=kind, classes=classes, path=None)
 
+    def _csv_summary(self) -> str:
+        sim = self.controller.sim
+        dataset = getattr(sim, "dataset", None) if sim is not None else None
+        return getattr(dataset, "summary", "") if dataset is not None else ""
+
     def choose_csv(self) -> bool:
         """Ask for a CSV file and train on it. A file that cannot be used is reported
         (with the file, line and column) and changes nothing."""
@@ -519,10 +533,82 @@ class ControlsPanel(QScrollArea):
         path, _ = QFileDialog.getOpenFileName(self, "Import CSV data", start, CSV_FILTER)
         if not path:
             return False
+        try:
+            big = os.path.getsize(path) > BACKGROUND_CSV_BYTES
+        except OSError:
+            big = False
+        if big:  # read it off the GUI thread first, with progress and Cancel
+            return CsvLoader(self, path, lambda: self._edit_data(
+                kind="csv", path=path, classes=2)).start()
         return self._edit_data(kind="csv", path=path, classes=2)
 
     def _on_depth(self, depth: int) -> None:
         self.editor.set_depth(depth)
+
+
+class CsvLoader(QObject):
+    """Reads a large CSV on a worker thread under a progress dialog with Cancel; the
+    window keeps answering. When done, ``apply()`` runs on the GUI thread: the edit
+    that uses the file then finds it already read (simulator.data.load_csv keeps the
+    last file). A file that cannot be read is reported; Cancel changes nothing."""
+
+    finished = Signal()
+    _progress = Signal(float)
+    _done = Signal(str)  # "" when read, else the message ("cancel" when cancelled)
+
+    def __init__(self, panel, path: str, apply):
+        super().__init__(panel)
+        self.panel, self.path, self.apply = panel, path, apply
+        self._stop = threading.Event()
+        self.dialog = QProgressDialog(f"Reading {os.path.basename(path)}…", "Cancel", 0, 1000,
+                                      panel)
+        self.dialog.setWindowTitle("Importing CSV")
+        self.dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.dialog.setMinimumDuration(0)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self.dialog.canceled.connect(self._stop.set)
+        self._progress.connect(lambda f: self.dialog.setValue(int(1000 * f)))
+        self._done.connect(self._on_done)
+        self.result: str | None = None  # what happened: "read", "cancelled" or the error
+
+    def start(self) -> bool:
+        self.dialog.show()
+        threading.Thread(target=self._work, name="csv-import", daemon=True).start()
+        return True
+
+    def _work(self) -> None:
+        def progress(fraction: float) -> bool:
+            self._progress.emit(fraction)
+            return not self._stop.is_set()
+
+        try:
+            load_csv(self.path, progress)
+        except LoadCancelled:
+            self._done.emit("cancel")
+            return
+        except (ValueError, MemoryError) as e:  # DataError
+            self._done.emit(str(e) if not isinstance(e, MemoryError) else
+                            f"{self.path}: there is not enough memory to read it")
+            return
+        self._done.emit("")
+
+    def _on_done(self, message: str) -> None:
+        self.dialog.canceled.disconnect()
+        self.dialog.close()
+        self.dialog.deleteLater()
+        if message == "cancel":
+            self.result = "cancelled"
+            self.panel._on_experiment_changed(self.panel._experiment)  # show the old kind
+        elif message:
+            self.result = message
+            self.panel.controller.error.emit(f"Not changed: {message}")
+            self.panel._on_experiment_changed(self.panel._experiment)
+        else:
+            self.result = "read"
+            self.apply()
+        self.finished.emit()
+        self.deleteLater()
 
 
 # -- small widget helpers -------------------------------------------------------------------
