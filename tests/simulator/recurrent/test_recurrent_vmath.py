@@ -115,7 +115,8 @@ def test_activation_loops_compile_to_packed_instructions(name):
     fn = numba.njit(**dict(_opts, cache=False))(getattr(V, name).py_func)
     for dtype, packed in ((np.float64, "mulpd"), (np.float32, "mulps")):
         fn(np.zeros(64, dtype))
-        asm = next(a for sig, a in fn.inspect_asm().items() if str(sig[0].dtype) == np.dtype(dtype).name)
+        asm = next(a for sig, a in fn.inspect_asm().items()
+                   if str(sig[0].dtype) == np.dtype(dtype).name)
         assert re.search(rf"\bv?{packed}\b", asm), (name, dtype)
         assert not re.search(r"\b(exp|expf|tanh|tanhf)@?\w*\b", asm.split("cpython.")[0]
                              .replace("tanh_inplace", "")), (name, dtype)
