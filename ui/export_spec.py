@@ -171,3 +171,6 @@ def cli_add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="png (a folder of frame_00000.png... and frames.json), gif or mp4")
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="the .gif or .mp4 file, or the folder for the PNG frames")
+    parser.add_argument("--compare", action="store_true",
+                        help="the preset or file is a comparison: draw A and B side by side "
+                             "(views canvas, flow, composed)")

@@ -136,6 +136,9 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
         err.flush()
         return code
 
+    if getattr(args, "compare", False):  # A and B side by side (ui/export/compare.py)
+        from ui.export.compare import cli_run_compare
+        return cli_run_compare(args, err)
     from simulator.experiment import load_experiment, load_preset
 
     # Everything that needs no simulation is checked first, the destination included,

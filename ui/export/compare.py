@@ -1,0 +1,364 @@
+"""Exporting a comparison: both sides, A and B stepped in lockstep, in one frame.
+
+``python main.py export --compare --preset KEY | --experiment FILE ...`` builds the
+comparison as the compare window does (``ui.compare_window.CompareDriver``), steps it
+with the driver and draws each moment with the window's own view classes: each
+side's network canvas (``NetworkCanvas`` on that side's ``SideController``) and/or
+gradient flow (``GradientFlowView``), A left and B right, under the "what differs"
+label. Writing (temporary output, manifest, Ctrl+C) is ``ExportJob``'s, unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import html
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from ui.export.capture import FrameCapture, _make_view
+from ui.export.files import MANIFEST_FORMAT, check_destination, describe_os_error
+from ui.export.frames import FrameInfo, phase_text
+from ui.export.job import ExportJob, ExportResult, _EncoderThread
+from ui.export.writers import WRITERS
+from ui.export_spec import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    MAX_FRAMES,
+    ExportError,
+    ExportSettings,
+    count_frames,
+    parse_size,
+)
+
+COMPARE_VIEWS = ("canvas", "flow", "composed")  # what a comparison export can draw
+SIDE_COLORS = {"a": "#4e79a7", "b": "#f28e2b"}  # as the compare window's A and B
+
+
+@dataclass(frozen=True)
+class CompareFrameInfo(FrameInfo):
+    """A frame of both sides: A's step, phase, layer and loss, plus B's."""
+
+    step_b: int = 0
+    phase_b: str = ""
+    loss_b: float = math.nan
+
+    def to_json(self) -> dict:
+        d = super().to_json()
+        d["b"] = {"step": self.step_b, "phase": self.phase_b,
+                  "loss": self.loss_b if math.isfinite(self.loss_b) else None}
+        return d
+
+
+class CompareFrameSource:
+    """Steps a ``CompareDriver`` and yields ``(CompareFrame, CompareFrameInfo)``:
+    frame 0 as it is, then one per kept lockstep iteration, or one per micro-step
+    of every kept iteration (until both sides have finished it). Stops when both
+    sides have diverged (``diverged`` is then A's report)."""
+
+    def __init__(self, driver, steps: int, micro: bool = False, every: int = 1):
+        self.driver = driver
+        self.steps, self.micro, self.every = int(steps), bool(micro), max(1, int(every))
+        c = driver.comparison
+        if micro and c.pretrainer is not None:
+            raise ExportError("--micro is not available for a comparison that pretrains B; "
+                              "export whole iterations instead.")
+        if any(s.divergence is not None for s in c.sides):
+            raise ExportError("A side of the comparison has diverged already; there is "
+                              "nothing to animate.")
+        self.n_micro_steps = max(s.n_micro_steps for s in c.sides)
+        self.total = count_frames(self.steps, self.micro, self.every, self.n_micro_steps)
+        self.diverged = None
+
+    @staticmethod
+    def _info(index: int, frame) -> CompareFrameInfo:
+        a, b = frame.a, frame.b
+        return CompareFrameInfo(index, int(a.step), a.phase, int(a.layer), float(a.loss),
+                                int(b.step), b.phase, float(b.loss))
+
+    def __iter__(self) -> Iterator:
+        d = self.driver
+        frame = d.frame
+        index = 0
+        yield frame, self._info(index, frame)
+        done = 0
+        while done < self.steps:
+            if self.micro and done % self.every == 0:
+                start = (frame.a.step, frame.b.step)
+                for _ in range(4 * self.n_micro_steps):  # never endless
+                    d.micro_step()
+                    frame = d.frame
+                    index += 1
+                    yield frame, self._info(index, frame)
+                    if self._both_diverged(frame) or (
+                            (frame.a.step > start[0] or frame.a.divergence is not None)
+                            and (frame.b.step > start[1] or frame.b.divergence is not None)):
+                        break
+                done += 1
+            else:
+                n = min(self.every - done % self.every, self.steps - done)
+                d.run_steps(n)
+                frame = d.frame
+                done += n
+                if not self.micro:
+                    index += 1
+                    yield frame, self._info(index, frame)
+            if self._both_diverged(frame):
+                self.diverged = frame.a.divergence
+                return
+
+    @staticmethod
+    def _both_diverged(frame) -> bool:
+        return frame.a.divergence is not None and frame.b.divergence is not None
+
+    def close(self) -> None:
+        pass
+
+
+class CompareView(QWidget):
+    """The "what differs" label and the step over two columns, A left and B right; each
+    column is headed by its side's name and loss and shows that side's network canvas
+    and/or gradient flow (the window's view classes, each on its side's controller)."""
+
+    def __init__(self, driver, title: str = "", panels=("canvas", "flow"), parent=None):
+        from ui.views import colors
+
+        super().__init__(parent)
+        self._colors = colors
+        self._title = title
+        self._names: dict[str, str] = {}
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, QColor(colors.BACKGROUND))
+        palette.setColor(QPalette.ColorRole.WindowText, QColor(colors.FOREGROUND))
+        self.setPalette(palette)
+        self.setAutoFillBackground(True)
+        self.caption = QLabel(self)
+        self.caption.setTextFormat(Qt.TextFormat.RichText)
+        font = self.caption.font()
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self.caption.setFont(font)
+        self.headers: dict[str, QLabel] = {}
+        self.views: dict[str, list] = {}
+        row = QHBoxLayout()
+        row.setSpacing(10)
+        for key in ("a", "b"):
+            side = driver.sides[key]
+            col = QVBoxLayout()
+            col.setSpacing(4)
+            header = QLabel(self)
+            header.setTextFormat(Qt.TextFormat.RichText)
+            col.addWidget(header, 0)
+            self.headers[key] = header
+            self.views[key] = []
+            for name, stretch in (("canvas", 3), ("flow", 2)):
+                if name in panels:
+                    view = _make_view(name, side)
+                    if name == "canvas":
+                        view.set_drop_target_visible(False)
+                    col.addWidget(view, stretch)
+                    self.views[key].append(view)
+            row.addLayout(col, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 6)
+        layout.setSpacing(4)
+        layout.addWidget(self.caption, 0)
+        layout.addLayout(row, 1)
+
+    def _sep(self) -> str:
+        return f'<span style="color:{self._colors.MUTED}">&nbsp;&nbsp;·&nbsp;&nbsp;</span>'
+
+    def caption_text(self, frame) -> str:
+        """'name · B: residual links ... · step 12'."""
+        parts = [f"<b>{html.escape(self._title)}</b>" if self._title else "",
+                 f"<b>{html.escape(frame.label)}</b>", f"step {frame.a.step}"]
+        pre = frame.pretrain
+        if pre is not None and frame.waiting:
+            parts.append(html.escape(f"A waits while B is {pre.label}"))
+        return self._sep().join(p for p in parts if p)
+
+    def header_text(self, key: str, snap, name: str) -> str:
+        """'A  name · backward · layer 3 · loss 0.693', the side letter in its colour."""
+        c = self._colors
+        loss = f"{snap.loss:.4g}" if math.isfinite(snap.loss) else "–"
+        phase = html.escape(phase_text(snap.phase, snap.layer, snap.n_layers))
+        color = {"forward": c.FORWARD, "backward": c.BACKWARD}.get(snap.phase)
+        if color is not None:
+            phase = f'<span style="color:{color}; font-weight:600">{phase}</span>'
+        parts = [f'<span style="color:{SIDE_COLORS[key]}; font-weight:700">{key.upper()}</span>'
+                 + (f"&nbsp;&nbsp;{html.escape(name)}" if name else ""), phase, f"loss {loss}"]
+        if snap.divergence is not None:
+            parts.append("diverged")
+        return self._sep().join(parts)
+
+    def render_snapshot(self, frame) -> None:
+        """Draw one CompareFrame (both sides)."""
+        self.caption.setText(self.caption_text(frame))
+        for key, snap in (("a", frame.a), ("b", frame.b)):
+            self.headers[key].setText(self.header_text(key, snap, self._names.get(key, "")))
+            for view in self.views[key]:
+                view.render_snapshot(snap)
+
+    def set_names(self, names: dict[str, str]) -> None:
+        self._names = dict(names)
+
+
+def build_driver(spec):
+    """The compare window's driver for a ComparisonSpec (raises ExperimentError)."""
+    from simulator.compare_experiment import check_comparison
+    from ui.compare_window import CompareDriver
+
+    comparison = check_comparison(spec)
+    return CompareDriver(spec.a, comparison=comparison)
+
+
+class CompareExportJob(ExportJob):
+    """An ``ExportJob`` whose frames are a comparison's (see ``CompareFrameSource``)."""
+
+    def __init__(self, driver, settings: ExportSettings, experiment_name: str = "",
+                 progress=None):
+        super().__init__(driver.sides["a"], settings, experiment_name=experiment_name,
+                         progress=progress)
+        self.driver = driver
+
+    def start(self) -> None:
+        s = self.settings
+        try:
+            s.validate()
+            if s.view not in COMPARE_VIEWS:
+                raise ExportError(f"A comparison exports the views {', '.join(COMPARE_VIEWS)} "
+                                  f"(got {s.view!r}).")
+            dest = check_destination(s.format, s.out)
+            source = CompareFrameSource(self.driver, s.steps, s.micro, s.every)
+            if source.total > MAX_FRAMES:
+                raise ExportError(f"That would be {source.total} frames (at most "
+                                  f"{MAX_FRAMES}): export fewer steps or keep only every "
+                                  "K-th one.")
+        except ExportError as e:
+            self.result = ExportResult("failed", str(e))
+            raise
+        c = self.driver.comparison
+        manifest = {
+            "format": MANIFEST_FORMAT, "version": 1, "experiment": self.experiment_name,
+            "seed": int(c.a.experiment.seed), "view": s.view, "size": [s.width, s.height],
+            "fps": s.fps, "granularity": "micro-step" if s.micro else "iteration",
+            "every": s.every, "comparison": c.label,
+        }
+        writer = WRITERS[s.format](dest, s.size, s.fps, manifest)
+        try:
+            writer.open()
+            panels = {"canvas": ("canvas",), "flow": ("flow",)}.get(s.view, ("canvas", "flow"))
+            widget = CompareView(self.driver, self.experiment_name, panels)
+            names = (c.a.experiment.name, c.b.experiment.name)
+            if names[0] != names[1]:  # B built from A by edits keeps A's name: say nothing
+                widget.set_names(dict(zip("ab", names, strict=True)))
+            capture = FrameCapture(widget, s.size)
+        except BaseException as e:
+            writer.discard()
+            message = describe_os_error(e, dest) if isinstance(e, OSError) else str(e)
+            self.result = ExportResult("failed", message)
+            if isinstance(e, OSError):
+                raise ExportError(message) from None
+            raise
+        self._writer = writer
+        self._capture = capture
+        self._source = source
+        self._frames = iter(source)
+        self._started = True
+        self.frames_total = source.total
+        self._encoder = _EncoderThread(writer)
+        self._t0 = time.perf_counter()
+
+
+def _load_spec(args):
+    from simulator.compare_experiment import (
+        ComparisonSpec,
+        list_comparisons,
+        load_comparison,
+        load_study,
+    )
+
+    if args.preset is not None:
+        return load_comparison(args.preset)
+    study = load_study(args.experiment)
+    if not isinstance(study, ComparisonSpec):
+        keys = ", ".join(k for k, _, _ in list_comparisons())
+        raise ExportError(f"{args.experiment} is an experiment, not a comparison file (drop "
+                          f"--compare, or use a comparison preset: --preset {keys})")
+    return study
+
+
+def cli_run_compare(args, stderr=None) -> int:
+    """``main.py export --compare ...``: as ``ui.export.cli.cli_run``, for a comparison."""
+    from ui.export.cli import TextProgress, deferred_interrupt, ensure_qt_application, terminal_safe
+
+    err = stderr if stderr is not None else sys.stderr
+
+    def fail(message: str, code: int) -> int:
+        err.write(terminal_safe(f"main.py export: error: {message}") + "\n")
+        err.flush()
+        return code
+
+    try:
+        settings = ExportSettings(out=Path(args.out), format=args.format, view=args.view,
+                                  size=parse_size(args.size), steps=args.steps,
+                                  micro=args.micro, every=args.every, fps=args.fps)
+        settings.validate()
+        if settings.view not in COMPARE_VIEWS:
+            raise ExportError(f"--compare exports the views {', '.join(COMPARE_VIEWS)} "
+                              f"(got --view {settings.view}).")
+        spec = _load_spec(args)
+        settings = replace(settings, out=check_destination(settings.format, settings.out))
+    except (ExportError, ValueError) as e:  # ValueError: ExperimentError, SpecError
+        return fail(str(e), EXIT_BAD_INPUT)
+
+    ensure_qt_application()
+    with deferred_interrupt() as interrupt:
+        try:
+            driver = build_driver(spec)
+        except ValueError as e:
+            return fail(f"cannot start the comparison: {e}", EXIT_BAD_INPUT)
+        except MemoryError:
+            return fail("cannot start the comparison: there is not enough memory for it.",
+                        EXIT_BAD_INPUT)
+        progress = TextProgress(err)
+        job = CompareExportJob(driver, settings, experiment_name=spec.name, progress=progress)
+        interrupt.on_interrupt = job.cancel
+        try:
+            if interrupt.requested:
+                job.cancel()
+            job.start()
+            result = job.run()
+        except ExportError as e:
+            progress.end_line()
+            return fail(str(e), EXIT_FAILED if job.started else EXIT_BAD_INPUT)
+        finally:
+            dispose_driver(driver)
+    if result.status == "cancelled" or interrupt.requested:
+        progress.end_line()
+        err.write("main.py export: cancelled; nothing was saved.\n")
+        err.flush()
+        return EXIT_INTERRUPTED
+    for warning in result.warnings:
+        err.write(terminal_safe(f"main.py export: warning: {warning}") + "\n")
+    err.write(terminal_safe(f"{result.message} ({result.frames} frames in "
+                            f"{result.seconds:.1f} s)") + "\n")
+    err.flush()
+    return EXIT_OK
+
+
+def dispose_driver(driver) -> None:
+    """Stop and delete the driver and the widgets handed to deleteLater now (as
+    ``ui.export.cli.dispose`` does for a controller)."""
+    driver.close()
+    driver.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
