@@ -101,6 +101,15 @@ def test_compare_gif_of_the_preset(qapp, tmp_path):
     with Image.open(out) as im:
         assert im.size == (320, 180)
         assert im.n_frames == 2
+    assert "the two sides do not fit" in err  # two canvases need more than 320 px
+
+
+def test_no_warning_when_the_sides_fit(qapp, tmp_path, tiny_experiment):
+    src = comparison_file(tmp_path, tiny_experiment, [])
+    code, err = export("--compare", "--experiment", src, "--steps", 1, "--view", "flow",
+                       "--format", "gif", "--size", "1280x720", "--out", tmp_path / "f.gif")
+    assert code == 0, err
+    assert "export: warning" not in err
 
 
 @pytest.mark.parametrize("argv, message", [

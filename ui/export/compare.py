@@ -260,6 +260,11 @@ class CompareExportJob(ExportJob):
             names = (c.a.experiment.name, c.b.experiment.name)
             if names[0] != names[1]:  # B built from A by edits keeps A's name: say nothing
                 widget.set_names(dict(zip("ab", names, strict=True)))
+            need = widget.minimumSizeHint()
+            if need.width() > s.width or need.height() > s.height:
+                self.warnings.append(
+                    f"At {s.width}x{s.height} the two sides do not fit and are cut off; use "
+                    f"at least {max(need.width(), s.width)}x{max(need.height(), s.height)}.")
             capture = FrameCapture(widget, s.size)
         except BaseException as e:
             writer.discard()
