@@ -151,3 +151,11 @@ def test_micro_steps_animate_both_sides_through_one_iteration(qapp, tmp_path,
     phases = [f["phase"] for f in m["frames"]]
     assert phases == [f["b"]["phase"] for f in m["frames"]]  # lockstep
     assert "backward" in phases and m["frames"][-1]["step"] == m["frames"][-1]["b"]["step"] == 1
+
+
+def test_a_comparison_file_without_compare_says_to_add_it(qapp, tmp_path, tiny_experiment):
+    src = comparison_file(tmp_path, tiny_experiment, [])
+    code, err = export("--experiment", src, "--steps", 1, "--format", "gif", "--out",
+                       tmp_path / "x.gif")
+    assert code == 2
+    assert "is a comparison file: add --compare" in err

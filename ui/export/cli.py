@@ -136,9 +136,12 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
         err.flush()
         return code
 
+    from ui.export.compare import cli_run_compare, comparison_without_flag
+
     if getattr(args, "compare", False):  # A and B side by side (ui/export/compare.py)
-        from ui.export.compare import cli_run_compare
         return cli_run_compare(args, err)
+    if comparison_without_flag(args):
+        return fail(f"{args.experiment} is a comparison file: add --compare", EXIT_BAD_INPUT)
     from simulator.experiment import load_experiment, load_preset
 
     # Everything that needs no simulation is checked first, the destination included,

@@ -301,6 +301,18 @@ def _load_spec(args):
     return study
 
 
+def comparison_without_flag(args) -> bool:
+    """True if ``--experiment`` names a comparison file (and --compare was not given)."""
+    if getattr(args, "experiment", None) is None:
+        return False
+    from simulator.compare_experiment import ComparisonSpec, load_study
+
+    try:
+        return isinstance(load_study(args.experiment), ComparisonSpec)
+    except ValueError:  # not readable as either: the ordinary load says why
+        return False
+
+
 def cli_run_compare(args, stderr=None) -> int:
     """``main.py export --compare ...``: as ``ui.export.cli.cli_run``, for a comparison."""
     from ui.export.cli import TextProgress, deferred_interrupt, ensure_qt_application, terminal_safe
