@@ -159,3 +159,24 @@ def test_a_comparison_file_without_compare_says_to_add_it(qapp, tmp_path, tiny_e
                        tmp_path / "x.gif")
     assert code == 2
     assert "is a comparison file: add --compare" in err
+
+
+def test_caption_says_what_b_pretrains_while_a_waits(qapp):
+    from simulator.compare_experiment import load_comparison
+    from ui.export.compare import CompareView, build_driver, dispose_driver
+
+    driver = build_driver(load_comparison("pretrained_vs_random"))
+    try:
+        driver.step()
+        driver.step()
+        frame = driver.frame
+        pre = frame.pretrain
+        assert frame.waiting and pre.step == 2
+        view = CompareView(driver, "t", panels=())
+        text = view.caption_text(frame)
+        assert f"A waits while B is {pre.label} (step 2 of {pre.steps_per_layer}" in text
+        assert f"reconstruction loss {pre.loss:.4g}" in text
+        assert frame.label == "B: pretrained" and frame.label in text
+        view.deleteLater()
+    finally:
+        dispose_driver(driver)

@@ -120,9 +120,6 @@ class CompareFrameSource:
     def _both_diverged(frame) -> bool:
         return frame.a.divergence is not None and frame.b.divergence is not None
 
-    def close(self) -> None:
-        pass
-
 
 class CompareView(QWidget):
     """The "what differs" label and the step over two columns, A left and B right; each
@@ -182,7 +179,9 @@ class CompareView(QWidget):
                  f"<b>{html.escape(frame.label)}</b>", f"step {frame.a.step}"]
         pre = frame.pretrain
         if pre is not None and frame.waiting:
-            parts.append(html.escape(f"A waits while B is {pre.label}"))
+            loss = f", reconstruction loss {pre.loss:.4g}" if math.isfinite(pre.loss) else ""
+            parts.append(html.escape(f"A waits while B is {pre.label} (step {pre.step} of "
+                                     f"{pre.steps_per_layer}{loss})"))
         return self._sep().join(p for p in parts if p)
 
     def header_text(self, key: str, snap, name: str) -> str:
