@@ -17,12 +17,13 @@ from pathlib import Path
 
 FORMATS = ("png", "gif", "mp4")
 FORMAT_LABELS = {"png": "PNG sequence", "gif": "GIF", "mp4": "MP4 (H.264)"}
-VIEWS = ("canvas", "flow", "composed", "window")
+VIEWS = ("canvas", "flow", "composed", "composed_factors", "window")
 VIEW_LABELS = {
     "window": "Whole window",
     "canvas": "Network canvas",
     "flow": "Gradient flow",
     "composed": "Canvas + gradient flow + loss",
+    "composed_factors": "Canvas + chain-rule factors + gradient flow + loss",
 }
 SIZE_PRESETS = ((1280, 720), (1920, 1080), (1024, 1024))
 DEFAULT_SIZE = (1280, 720)
@@ -157,7 +158,10 @@ def cli_add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep every K-th iteration (with --micro: animate every K-th "
                              "iteration, run the others at full speed); default 1")
     parser.add_argument("--view", choices=VIEWS, default="canvas",
-                        help="what to draw; default canvas")
+                        help="what to draw: the network canvas, the gradient flow, both "
+                             "with the loss (composed), the same plus the chain-rule factor "
+                             "panel (composed_factors; with --micro it follows the layer "
+                             "being computed), or the whole window; default canvas")
     parser.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}",
                         metavar="WxH", help="frame size in pixels; default %(default)s")
     parser.add_argument("--fps", type=int, default=DEFAULT_FPS, metavar="F",

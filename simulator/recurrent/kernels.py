@@ -9,7 +9,7 @@ forget gate has three gates, i, g, o.
 The per-sequence workspace is time-major: ``Xt`` (T, B, I) holds the inputs,
 ``Hs`` and ``Cs`` (T+1, B, H) the hidden and cell states with h_0 = c_0 = 0 at
 index 0, ``A`` (T, B, G*H) the gate activations and ``Hn`` (T, B, H) the GRU's
-W_hn h_{t-1} + b_hn (the part its reset gate multiplies).
+W_hn h_{t-1} + b_hn (the part its reset gate multiplies), or for LSTMs tanh(c_t).
 
 The micro-step path calls ``forward_step`` for t = 1..T, ``readout_loss``,
 ``backward_step`` for t = T..1, then the update; the fused ``train_step`` calls
@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import kernels as K
 from ..kernels import _kernel
+from . import vmath as V
 
 RNN, LSTM, LSTM_NO_FORGET, GRU = range(4)
 GATES = (1, 4, 3, 3)  # gate blocks per cell, in the order above
@@ -33,14 +34,6 @@ GATES = (1, 4, 3, 3)  # gate blocks per cell, in the order above
 
 # status of train_step: 0 fine, else PHASE * 10000 + time step (the feedforward codes)
 ST_FORWARD, ST_LOSS, ST_BACKWARD, ST_UPDATE = K.ST_FORWARD, K.ST_LOSS, K.ST_BACKWARD, K.ST_UPDATE
-
-
-@_kernel
-def _sig(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 @_kernel
@@ -77,73 +70,64 @@ def forward_step(cell, t, lay, params, Xt, Hs, Cs, A, Hn, O):
 @_kernel
 def cell_forward(cell, t, gx, gh, bih, bhh, Hs, Cs, A, Hn):
     """The elementwise part of forward step t, given the input projection gx = x_t W_ih^T
-    and the recurrent one gh = h_{t-1} W_hh^T (B, G*H) without biases."""
+    and the recurrent one gh = h_{t-1} W_hh^T (B, G*H) without biases (gh may be A[t-1]
+    itself: each element is read before it is overwritten).
+
+    The pre-activations of all gates of the step are summed first, then the activations
+    run over whole contiguous gate blocks with the branch-free, vectorizable sigmoid and
+    tanh of ``vmath``. For LSTMs, Hn[t-1] receives tanh(c_t), which the backward step
+    reuses."""
     B = gx.shape[0]
     H = Hs.shape[2]
+    GH = A.shape[2]
     hp = Hs[t - 1]
     a = A[t - 1]
     h = Hs[t]
-    s = 0.0
-    if cell == RNN:
-        for b in range(B):
-            for j in range(H):
-                v = math.tanh(gx[b, j] + gh[b, j] + bih[j] + bhh[j])
-                a[b, j] = v
-                h[b, j] = v
-                s += v
-    elif cell == LSTM:
-        cp = Cs[t - 1]
-        c = Cs[t]
-        for b in range(B):
-            for j in range(H):
-                ig = _sig(gx[b, j] + gh[b, j] + bih[j] + bhh[j])
-                fg = _sig(gx[b, H + j] + gh[b, H + j] + bih[H + j] + bhh[H + j])
-                gg = math.tanh(gx[b, 2 * H + j] + gh[b, 2 * H + j] + bih[2 * H + j]
-                               + bhh[2 * H + j])
-                og = _sig(gx[b, 3 * H + j] + gh[b, 3 * H + j] + bih[3 * H + j]
-                          + bhh[3 * H + j])
-                cv = fg * cp[b, j] + ig * gg
-                c[b, j] = cv
-                v = og * math.tanh(cv)
-                h[b, j] = v
-                a[b, j] = ig
-                a[b, H + j] = fg
-                a[b, 2 * H + j] = gg
-                a[b, 3 * H + j] = og
-                s += v + cv
-    elif cell == LSTM_NO_FORGET:
-        cp = Cs[t - 1]
-        c = Cs[t]
-        for b in range(B):
-            for j in range(H):
-                ig = _sig(gx[b, j] + gh[b, j] + bih[j] + bhh[j])
-                gg = math.tanh(gx[b, H + j] + gh[b, H + j] + bih[H + j] + bhh[H + j])
-                og = _sig(gx[b, 2 * H + j] + gh[b, 2 * H + j] + bih[2 * H + j]
-                          + bhh[2 * H + j])
-                cv = cp[b, j] + ig * gg
-                c[b, j] = cv
-                v = og * math.tanh(cv)
-                h[b, j] = v
-                a[b, j] = ig
-                a[b, H + j] = gg
-                a[b, 2 * H + j] = og
-                s += v + cv
-    else:
+    if cell == GRU:
         hn = Hn[t - 1]
         for b in range(B):
+            for j in range(2 * H):
+                a[b, j] = gx[b, j] + gh[b, j] + bih[j] + bhh[j]
             for j in range(H):
-                r = _sig(gx[b, j] + gh[b, j] + bih[j] + bhh[j])
-                z = _sig(gx[b, H + j] + gh[b, H + j] + bih[H + j] + bhh[H + j])
-                m = gh[b, 2 * H + j] + bhh[2 * H + j]
-                n = math.tanh(gx[b, 2 * H + j] + bih[2 * H + j] + r * m)
-                v = (1.0 - z) * n + z * hp[b, j]
-                h[b, j] = v
-                hn[b, j] = m
-                a[b, j] = r
-                a[b, H + j] = z
-                a[b, 2 * H + j] = n
-                s += v
-    return math.isfinite(s)
+                hn[b, j] = gh[b, 2 * H + j] + bhh[2 * H + j]
+            V.sigmoid_inplace(a[b, :2 * H])
+            for j in range(H):
+                a[b, 2 * H + j] = gx[b, 2 * H + j] + bih[2 * H + j] + a[b, j] * hn[b, j]
+            V.tanh_inplace(a[b, 2 * H:])
+            for j in range(H):
+                z = a[b, H + j]
+                h[b, j] = (1.0 - z) * a[b, 2 * H + j] + z * hp[b, j]
+        return math.isfinite(V.total(h.reshape(B * H)))
+    for b in range(B):
+        for k in range(GH):
+            a[b, k] = gx[b, k] + gh[b, k] + bih[k] + bhh[k]
+    if cell == RNN:
+        V.tanh_inplace(a.reshape(B * H))
+        h[:, :] = a
+        return math.isfinite(V.total(h.reshape(B * H)))
+    cp = Cs[t - 1]
+    c = Cs[t]
+    tc = Hn[t - 1]
+    if cell == LSTM:  # gates i, f, g, o
+        for b in range(B):
+            V.sigmoid_inplace(a[b, :2 * H])
+            V.tanh_inplace(a[b, 2 * H:3 * H])
+            V.sigmoid_inplace(a[b, 3 * H:])
+            for j in range(H):
+                c[b, j] = a[b, H + j] * cp[b, j] + a[b, j] * a[b, 2 * H + j]
+    else:  # lstm_no_forget, gates i, g, o; c = c' + i g (the 1997 constant error carousel)
+        for b in range(B):
+            V.sigmoid_inplace(a[b, :H])
+            V.tanh_inplace(a[b, H:2 * H])
+            V.sigmoid_inplace(a[b, 2 * H:])
+            for j in range(H):
+                c[b, j] = cp[b, j] + a[b, j] * a[b, H + j]
+    V.tanh_into(c.reshape(B * H), tc.reshape(B * H))
+    o0 = (GATES[cell] - 1) * H
+    for b in range(B):
+        for j in range(H):
+            h[b, j] = a[b, o0 + j] * tc[b, j]
+    return math.isfinite(V.total(h.reshape(B * H)) + V.total(c.reshape(B * H)))
 
 
 @_kernel
@@ -189,76 +173,53 @@ def zero_recurrent_grads(lay, grads, G, H, I):
 def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
     """The local part of one backward time step: from dL/dh_t (dh, total) and the
     cell-path error dc arriving from t+1, the gate pre-activation errors dgx (input
-    side) and dgh (recurrent side; differs from dgx only in the GRU's n block),
+    side) and dgh (recurrent side; written only for the GRU, where its n block differs
+    from dgx; for the other cells the recurrent side is dgx itself),
     dc <- the cell-path error passed to t-1, and dh <- the part of dL/dh_{t-1}
     that does not go through W_hh (the GRU's z h' term; 0 otherwise).
-    Returns (||dL/dh_t||^2, ||dL/dc_t||^2) over the batch."""
+    ``hn`` is the GRU's W_hn h' + b_hn, and for LSTMs tanh(c_t) (both as the forward
+    step stored them in Hn). Returns (||dL/dh_t||^2, ||dL/dc_t||^2) over the batch."""
     B, H = dh.shape
-    sh = 0.0
+    sh = V.sum_squares(dh.reshape(B * H))
     sc = 0.0
     if cell == RNN:
         for b in range(B):
             for j in range(H):
-                g = dh[b, j]
-                sh += g * g
                 v = h[b, j]
-                d = g * (1.0 - v * v)
+                d = dh[b, j] * (1.0 - v * v)
                 dgx[b, j] = d
-                dgh[b, j] = d
                 dh[b, j] = 0.0
-    elif cell == LSTM:
+    elif cell == LSTM or cell == LSTM_NO_FORGET:
+        G = 4 if cell == LSTM else 3
+        ko = (G - 1) * H  # the o block; g is the block before it
+        kg = ko - H
         for b in range(B):
             for j in range(H):
                 g = dh[b, j]
-                sh += g * g
-                ig = a[b, j]
-                fg = a[b, H + j]
-                gg = a[b, 2 * H + j]
-                og = a[b, 3 * H + j]
-                tc = math.tanh(c[b, j])
-                dct = dc[b, j] + g * og * (1.0 - tc * tc)
-                sc += dct * dct
-                di = dct * gg * ig * (1.0 - ig)
-                df = dct * cp[b, j] * fg * (1.0 - fg)
-                dg = dct * ig * (1.0 - gg * gg)
-                do = g * tc * og * (1.0 - og)
-                dgx[b, j] = di
-                dgx[b, H + j] = df
-                dgx[b, 2 * H + j] = dg
-                dgx[b, 3 * H + j] = do
-                dgh[b, j] = di
-                dgh[b, H + j] = df
-                dgh[b, 2 * H + j] = dg
-                dgh[b, 3 * H + j] = do
-                dc[b, j] = dct * fg  # dc_t/dc_{t-1} = f_t along the cell path
+                tc = hn[b, j]
+                og = a[b, ko + j]
+                dc[b, j] += g * og * (1.0 - tc * tc)  # dL/dc_t in total
+                dgx[b, ko + j] = g * tc * og * (1.0 - og)
                 dh[b, j] = 0.0
-    elif cell == LSTM_NO_FORGET:
+        sc = V.sum_squares(dc.reshape(B * H))
         for b in range(B):
             for j in range(H):
-                g = dh[b, j]
-                sh += g * g
+                dct = dc[b, j]
                 ig = a[b, j]
-                gg = a[b, H + j]
-                og = a[b, 2 * H + j]
-                tc = math.tanh(c[b, j])
-                dct = dc[b, j] + g * og * (1.0 - tc * tc)
-                sc += dct * dct
-                di = dct * gg * ig * (1.0 - ig)
-                dg = dct * ig * (1.0 - gg * gg)
-                do = g * tc * og * (1.0 - og)
-                dgx[b, j] = di
-                dgx[b, H + j] = dg
-                dgx[b, 2 * H + j] = do
-                dgh[b, j] = di
-                dgh[b, H + j] = dg
-                dgh[b, 2 * H + j] = do
-                dc[b, j] = dct  # dc_t/dc_{t-1} = 1: no forget gate
-                dh[b, j] = 0.0
+                gg = a[b, kg + j]
+                dgx[b, j] = dct * gg * ig * (1.0 - ig)
+                dgx[b, kg + j] = dct * ig * (1.0 - gg * gg)
+        if cell == LSTM:
+            for b in range(B):
+                for j in range(H):
+                    fg = a[b, H + j]
+                    dgx[b, H + j] = dc[b, j] * cp[b, j] * fg * (1.0 - fg)
+                    dc[b, j] = dc[b, j] * fg  # dc_t/dc_{t-1} = f_t along the cell path
+        # without a forget gate dc_t/dc_{t-1} = 1: dc passes on unchanged
     else:
         for b in range(B):
             for j in range(H):
                 g = dh[b, j]
-                sh += g * g
                 r = a[b, j]
                 z = a[b, H + j]
                 n = a[b, 2 * H + j]
@@ -288,7 +249,7 @@ def backward_step(cell, t, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, d
     nh, nc, ok = backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O)
     x = Xt[t - 1]
     gx = dgx[t - 1]
-    gh = dgh[t - 1]
+    gh = dgh[t - 1] if cell == GRU else gx
     gwih += np.dot(gx.T, x)
     gwhh += np.dot(gh.T, Hs[t - 1])
     GH = G * H
@@ -308,10 +269,16 @@ def backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
     H = Hs.shape[2]
     G = GATES[cell]
     _, whh, _, _, _, _ = _blocks(lay, params, G, H, I, O)
-    gh = dgh[t - 1]
+    gh = dgh[t - 1] if cell == GRU else dgx[t - 1]
     sh, sc = cell_step_backward(cell, Hs[t - 1], Cs[t - 1], Cs[t], Hs[t], A[t - 1], Hn[t - 1], dh,
                                 dc, dgx[t - 1], gh)
-    dh += np.dot(gh, whh)
+    if cell == GRU:  # dh holds the z h' part; dc (unused by the GRU) takes the product
+        np.dot(gh, whh, dc)
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] += dc[b, j]
+    else:  # dh is 0 here: the product goes straight into it, no temporary
+        np.dot(gh, whh, dh)
     return math.sqrt(sh), math.sqrt(sc), math.isfinite(sh + sc)
 
 
@@ -337,8 +304,10 @@ def forward_all(cell, lay, params, Xt, Hs, Cs, A, Hn, O):
     # every step's input projection in one product; only h_{t-1} W_hh^T must wait for t-1
     GX = np.dot(Xt.reshape((T * B, I)), wih.T)
     for t in range(1, T + 1):
-        gh = np.dot(Hs[t - 1], whh.T)
-        if not cell_forward(cell, t, GX[(t - 1) * B:t * B], gh, bih, bhh, Hs, Cs, A, Hn):
+        # h_{t-1} W_hh^T straight into the step's gate block, which cell_forward then
+        # turns into activations in place (no temporary per step)
+        np.dot(Hs[t - 1], whh.T, A[t - 1])
+        if not cell_forward(cell, t, GX[(t - 1) * B:t * B], A[t - 1], bih, bhh, Hs, Cs, A, Hn):
             return t
     return 0
 
@@ -363,16 +332,16 @@ def backward_all(cell, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
     # the T * B rows (the same sums backward_step accumulates step by step)
     gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
     DX = dgx.reshape((T * B, GH))
-    DH = dgh.reshape((T * B, GH))
-    gwih[:, :] = np.dot(DX.T, Xt.reshape((T * B, I)))
-    gwhh[:, :] = np.dot(DH.T, Hs[:T].reshape((T * B, H)))
-    for j in range(GH):
-        gbih[j] = 0.0
-        gbhh[j] = 0.0
-    for r in range(T * B):
-        for j in range(GH):
-            gbih[j] += DX[r, j]
-            gbhh[j] += DH[r, j]
+    DH = dgh.reshape((T * B, GH)) if cell == GRU else DX  # equal but for the GRU
+    np.dot(DX.T, Xt.reshape((T * B, I)), gwih)
+    np.dot(DH.T, Hs[:T].reshape((T * B, H)), gwhh)
+    # the bias gradients are column sums, as one matrix-vector product each
+    ones = np.ones(T * B, dgx.dtype)
+    np.dot(ones, DX, gbih)
+    if cell == GRU:
+        np.dot(ones, DH, gbhh)
+    else:
+        gbhh[:] = gbih
     return 0
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -51,12 +52,19 @@ def _loss_view(controller):
     return LossView(controller)
 
 
+def _factors_view(controller):
+    from ui.views.factors import FactorsView
+
+    return FactorsView(controller)
+
+
 # name -> factory(controller) -> the screen's view widget, which has render_snapshot(snapshot).
 # Imported on first use: `python main.py probe` should not pay for pyqtgraph.
 VIEW_FACTORIES: dict[str, Callable] = {
     "canvas": _network_canvas,
     "flow": _gradient_flow,
     "loss": _loss_view,
+    "factors": _factors_view,
 }
 
 
@@ -114,9 +122,11 @@ class _OffscreenWindow:
 class ComposedView(QWidget):
     """The network canvas over the gradient flow and the loss, under a caption line
     (experiment, step, micro-step, loss): the layout for a lecture clip. Each panel
-    is the screen's own view class."""
+    is the screen's own view class. With ``factors``, the chain-rule factor panel
+    (the window's FactorsView) stands right of the canvas; during a micro-stepped
+    backward pass it writes out the product of the layer being computed."""
 
-    def __init__(self, controller, title: str = "", parent=None):
+    def __init__(self, controller, title: str = "", parent=None, factors: bool = False):
         from ui.views import colors
 
         super().__init__(parent)
@@ -135,6 +145,7 @@ class ComposedView(QWidget):
         self.canvas = _make_view("canvas", controller)
         self.flow = _make_view("flow", controller)
         self.loss = _make_view("loss", controller)
+        self.factors = _make_view("factors", controller) if factors else None
         bottom = QHBoxLayout()
         bottom.setSpacing(6)
         bottom.addWidget(self.flow, 1)
@@ -143,7 +154,19 @@ class ComposedView(QWidget):
         layout.setContentsMargins(6, 4, 6, 6)
         layout.setSpacing(4)
         layout.addWidget(self.caption, 0)
-        layout.addWidget(self.canvas, 3)
+        if self.factors is None:
+            layout.addWidget(self.canvas, 3)
+        else:
+            top = QHBoxLayout()
+            top.setSpacing(6)
+            top.addWidget(self.canvas, 3)
+            top.addWidget(self.factors, 1)
+            # never narrower than its content (the key line): the panel scrolls only
+            # vertically, so a narrower one would cut the plot off at the right
+            page = self.factors.findChild(QScrollArea).widget()
+            self.factors.setMinimumWidth(max(self.factors.minimumWidth(),
+                                             page.minimumSizeHint().width()))
+            layout.addLayout(top, 3)
         layout.addLayout(bottom, 2)
 
     def caption_text(self, snapshot) -> str:
@@ -162,8 +185,9 @@ class ComposedView(QWidget):
 
     def render_snapshot(self, snapshot) -> None:
         self.caption.setText(self.caption_text(snapshot))
-        for view in (self.canvas, self.flow, self.loss):
-            view.render_snapshot(snapshot)
+        for view in (self.canvas, self.flow, self.loss, self.factors):
+            if view is not None:
+                view.render_snapshot(snapshot)
 
 
 class FrameCapture:
@@ -252,8 +276,8 @@ def _build_capture(view, controller, size, title, warn, layout_state):
             warn("The main window is not available here; exported the composed view "
                  "(canvas + gradient flow + loss) instead.")
         view = "composed"
-    if view == "composed":
-        widget = ComposedView(controller, title)
+    if view in ("composed", "composed_factors"):
+        widget = ComposedView(controller, title, factors=view == "composed_factors")
     elif view in ("canvas", "flow"):
         widget = _make_view(view, controller)
     else:

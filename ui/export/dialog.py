@@ -113,7 +113,7 @@ class ExportDialog(QDialog):
         self._start_step = start_step
 
         self.view_box = QComboBox()
-        for key in ("window", "canvas", "flow", "composed"):
+        for key in ("window", "canvas", "flow", "composed", "composed_factors"):
             if key != "window" or window_available:
                 self.view_box.addItem(VIEW_LABELS[key], key)
         self.view_box.setCurrentIndex(self.view_box.findData("canvas"))

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QFrame,
@@ -83,6 +83,16 @@ class FactorBar(QWidget):
         p.end()
 
 
+class _FactorPlot(pg.PlotWidget):
+    """The factor plot, preferring a modest height. The panel's page word-wraps its
+    note, so the scroll area sizes the page to its *preferred* height for the width;
+    a graphics view's default 480-pixel preference made the page taller than any
+    panel and the plot always scrolled half out of view."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 160)
+
+
 class FactorsView(Panel):
     """Per-layer weight and local factors on a log axis, and one layer's product in full."""
 
@@ -95,7 +105,7 @@ class FactorsView(Panel):
         self.layer_shown = 0
         self.computing = False
 
-        self.plot = pg.PlotWidget(background=C.BACKGROUND)
+        self.plot = _FactorPlot(background=C.BACKGROUND)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()

@@ -491,6 +491,8 @@ class ThroughTimeWindow(QWidget):
             self.buttons[key].setEnabled(not running)
         if running:
             self._start_pulse()
+        elif self.controller.snapshots:
+            self._draw(self.controller.snapshots)  # the last frame of a run, at once
 
     def _on_experiment_changed(self, exp) -> None:
         names = [self.preset_box.itemText(i) for i in range(self.preset_box.count())]
