@@ -16,7 +16,7 @@ pytestmark = pytest.mark.qt
 
 ROOT = Path(__file__).resolve().parents[2]
 LAG = 8
-SIZE = (640, 480)
+SIZE = (640, 600)
 BACKWARD_RGB = np.array([0xFF, 0x8A, 0x1F])  # ui.views.colors.BACKWARD, the pulse's ring
 
 
@@ -102,15 +102,15 @@ def test_iteration_gif_has_one_frame_per_iteration(experiment_file, tmp_path):
 
     out = tmp_path / "tt.gif"
     r = run_cli("--experiment", experiment_file, "--steps", 2, "--format", "gif",
-                "--size", "480x480", "--out", out)
+                "--size", "480x600", "--out", out)
     assert r.returncode == 0, r.stderr
     with Image.open(out) as im:
-        assert im.size == (480, 480) and im.n_frames == 3
+        assert im.size == (480, 600) and im.n_frames == 3
 
 
 @pytest.mark.parametrize("args, words", [
     (("--view", "flow"), ("--view flow", "through-time")),
-    (("--size", "320x180"), ("480x480", "320x180")),
+    (("--size", "320x180"), ("480x600", "320x180")),
 ])
 def test_feedforward_view_or_tiny_size_with_a_through_time_preset_is_a_clear_error(
         tmp_path, args, words):

@@ -36,7 +36,7 @@ from ui.export_spec import (
 
 VIEW_NAME = "through_time"
 # below this the window's fixed-height plots squeeze its per-time-step bars to nothing
-MIN_WIDTH, MIN_HEIGHT = 480, 480
+MIN_WIDTH, MIN_HEIGHT = 480, 600
 # the --view choices that draw the feedforward network; "canvas" is the option's default,
 # so it cannot be told apart from no --view at all and means the through-time view here
 FEEDFORWARD_VIEWS = ("flow", "composed", "composed_factors", "window")
