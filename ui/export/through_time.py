@@ -176,6 +176,122 @@ def caption(title: str, info: TimeStepFrameInfo, lag: int) -> str:
     return f"{title}  ·  step {info.step}  ·  {where}"
 
 
+def check_size(settings: ExportSettings) -> None:
+    if settings.width < MIN_WIDTH or settings.height < MIN_HEIGHT:
+        raise ExportError(f"The through-time view needs frames of at least {MIN_WIDTH}x"
+                          f"{MIN_HEIGHT} pixels to show its plots (got "
+                          f"{settings.width}x{settings.height}).")
+
+
+class ThroughTimeExportJob:
+    """One through-time export: ``start`` builds the simulations, the window and the
+    temporary output; ``step(seconds)`` renders and writes frames for about that long
+    (True while frames remain), so the window can export in short slices; ``cancel``
+    stops it between frames and removes what was written. ``result`` is the saved path
+    once done; ``diverged`` the divergence report if training diverged on the way."""
+
+    def __init__(self, experiment, settings: ExportSettings, progress=None):
+        self.experiment = experiment
+        self.settings = settings
+        self.progress = progress
+        self.frames_done = 0
+        self.result: Path | None = None
+        self.cancelled = False
+        self.finished = False
+        self._controller = self._writer = self._capture = self._window = None
+        self._frames = self._iter = None
+        self._t0 = 0.0
+
+    @property
+    def total(self) -> int:
+        return self._frames.total if self._frames is not None else 0
+
+    @property
+    def diverged(self):
+        return self._frames.diverged if self._frames is not None else None
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def start(self) -> None:
+        """Raises ExportError (bad settings, too many frames) or OSError (destination)."""
+        from ui.export.capture import FrameCapture
+        from ui.export.writers import WRITERS
+
+        s, exp = self.settings, self.experiment
+        s.validate()
+        check_size(s)
+        total = count_frames(s.steps, s.micro, s.every, 2 * exp.task.lag + 2)
+        if total > MAX_FRAMES:
+            raise ExportError(f"That would be {total} frames (at most {MAX_FRAMES}): export "
+                              "fewer steps or keep only every K-th one.")
+        manifest = {
+            "format": MANIFEST_FORMAT, "version": 1, "experiment": exp.name,
+            "seed": int(exp.seed), "view": VIEW_NAME, "size": [s.width, s.height],
+            "fps": s.fps, "granularity": "micro-step" if s.micro else "iteration",
+            "every": s.every, "cells": list(exp.cells), "lag": int(exp.task.lag),
+        }
+        self._t0 = time.perf_counter()
+        self._controller = build_controller(exp)
+        self._writer = WRITERS[s.format](s.out, s.size, s.fps, manifest)
+        try:
+            self._writer.open()
+            self._window = build_window(self._controller, exp.name)
+            self._capture = FrameCapture(self._window, s.size)
+            self._frames = ThroughTimeFrames(self._controller, s.steps, s.micro, s.every)
+            self._iter = iter(self._frames)
+        except BaseException:
+            self.close(discard=True)
+            raise
+
+    def step(self, seconds: float = 0.04) -> bool:
+        if self.finished:
+            return False
+        deadline = time.perf_counter() + seconds
+        try:
+            while True:
+                if self.cancelled:
+                    self.close(discard=True)
+                    return False
+                info = next(self._iter, None)
+                if info is None:
+                    self.result = self._writer.commit()
+                    self.close(discard=False)
+                    return False
+                self._window.status.setText(caption(self.experiment.name, info,
+                                                    self.experiment.task.lag))
+                self._writer.write(self._capture.grab(), info)
+                self.frames_done += 1
+                if self.progress is not None:
+                    self.progress(self.frames_done, self.total)
+                if time.perf_counter() >= deadline:
+                    return True
+        except BaseException:
+            self.close(discard=True)
+            raise
+
+    def close(self, discard: bool) -> None:
+        """Remove the temporary output (``discard``) and everything the export built."""
+        self.finished = True
+        if discard and self._writer is not None:
+            self._writer.interrupt()
+            self._writer.discard()
+        if self._iter is not None:
+            self._iter.close()
+            self._iter = None
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        if self._controller is not None:
+            self._controller.close()
+            self._controller.deleteLater()
+            self._controller = None
+
+
 def run_through_time(args: argparse.Namespace, stderr=None) -> int:
     """The through-time export from the command line; exit codes as ``cli_run``'s."""
     from ui.export.cli import (
@@ -184,7 +300,6 @@ def run_through_time(args: argparse.Namespace, stderr=None) -> int:
         ensure_qt_application,
         terminal_safe,
     )
-    from ui.export.writers import WRITERS
 
     err = stderr if stderr is not None else sys.stderr
 
@@ -203,82 +318,51 @@ def run_through_time(args: argparse.Namespace, stderr=None) -> int:
                                   size=parse_size(args.size), steps=args.steps,
                                   micro=args.micro, every=args.every, fps=args.fps)
         settings.validate()
-        if settings.width < MIN_WIDTH or settings.height < MIN_HEIGHT:
-            raise ExportError(f"The through-time view needs frames of at least {MIN_WIDTH}x"
-                              f"{MIN_HEIGHT} pixels to show its plots (got "
-                              f"{settings.width}x{settings.height}).")
+        check_size(settings)
         experiment = _load(args)
         settings = replace(settings, out=check_destination(settings.format, settings.out))
     except (ExportError, ValueError) as e:
         return fail(str(e), EXIT_BAD_INPUT)
-    n_micro = 2 * experiment.task.lag + 2
-    total = count_frames(settings.steps, settings.micro, settings.every, n_micro)
-    if total > MAX_FRAMES:
-        return fail(f"That would be {total} frames (at most {MAX_FRAMES}): export fewer "
-                    "steps or keep only every K-th one.", EXIT_BAD_INPUT)
 
     ensure_qt_application()
-    from ui.export.capture import FrameCapture
-
-    manifest = {
-        "format": MANIFEST_FORMAT, "version": 1, "experiment": experiment.name,
-        "seed": int(experiment.seed), "view": VIEW_NAME,
-        "size": [settings.width, settings.height], "fps": settings.fps,
-        "granularity": "micro-step" if settings.micro else "iteration",
-        "every": settings.every, "cells": list(experiment.cells),
-        "lag": int(experiment.task.lag),
-    }
+    progress = TextProgress(err)
+    job = ThroughTimeExportJob(experiment, settings, progress)
     with deferred_interrupt() as interrupt:
+        interrupt.on_interrupt = job.cancel
         try:
-            controller = build_controller(experiment)
-        except (ValueError, MemoryError) as e:
-            return fail(f"cannot start the experiment: {e}", EXIT_BAD_INPUT)
-        writer = WRITERS[settings.format](settings.out, settings.size, settings.fps, manifest)
-        capture = None
-        progress = TextProgress(err)
-        t0 = time.perf_counter()
-        frames = ThroughTimeFrames(controller, settings.steps, settings.micro, settings.every)
-        try:
-            writer.open()
-            window = build_window(controller, experiment.name)
-            capture = FrameCapture(window, settings.size)
-            n = 0
-            for info in frames:
-                if interrupt.requested:
-                    break
-                window.status.setText(caption(experiment.name, info, experiment.task.lag))
-                writer.write(capture.grab(), info)
-                n += 1
-                progress(n, frames.total)
+            try:
+                job.start()
+            except ExportError as e:
+                return fail(str(e), EXIT_BAD_INPUT)
+            except OSError as e:
+                return fail(describe_os_error(e, settings.out), EXIT_BAD_INPUT)
+            except (ValueError, MemoryError) as e:
+                return fail(f"cannot start the experiment: {e}", EXIT_BAD_INPUT)
             if interrupt.requested:
-                writer.interrupt()
-                writer.discard()
+                job.cancel()
+            try:
+                while job.step(seconds=1.0):
+                    pass
+            except (OSError, ExportError) as e:
                 progress.end_line()
-                err.write("main.py export: cancelled; nothing was saved.\n")
-                err.flush()
-                return EXIT_INTERRUPTED
-            path = writer.commit()
-        except (OSError, ExportError) as e:
-            writer.discard()
-            progress.end_line()
-            message = describe_os_error(e, settings.out) if isinstance(e, OSError) else str(e)
-            return fail(message, EXIT_FAILED)
-        except BaseException:
-            writer.discard()
-            raise
+                message = (describe_os_error(e, settings.out) if isinstance(e, OSError)
+                           else str(e))
+                return fail(message, EXIT_FAILED)
         finally:
-            if capture is not None:
-                capture.close()
-            controller.close()
-            controller.deleteLater()
             # no event loop runs here: delete the widgets now, not at interpreter exit
             QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             gc.collect()
-    if frames.diverged is not None:
+    if job.result is None:
+        progress.end_line()
+        err.write("main.py export: cancelled; nothing was saved.\n")
+        err.flush()
+        return EXIT_INTERRUPTED
+    n = job.frames_done
+    if job.diverged is not None:
         err.write(terminal_safe(
-            f"main.py export: warning: training diverged at step {frames.diverged.step}; "
-            f"the export stops there ({n} of {frames.total} frames).") + "\n")
-    err.write(terminal_safe(f"Saved {n} frames to {path} "
-                            f"({n} frames in {time.perf_counter() - t0:.1f} s)") + "\n")
+            f"main.py export: warning: training diverged at step {job.diverged.step}; "
+            f"the export stops there ({n} of {job.total} frames).") + "\n")
+    err.write(terminal_safe(f"Saved {n} frames to {job.result} ({n} frames in "
+                            f"{job.seconds:.1f} s)") + "\n")
     err.flush()
     return EXIT_OK
