@@ -122,3 +122,30 @@ def test_feedforward_view_or_tiny_size_with_a_through_time_preset_is_a_clear_err
     for w in words:
         assert w in r.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_window_export_button_saves_a_gif_of_the_backward_pass(qtbot, tmp_path, monkeypatch,
+                                                               experiment_file):
+    from PIL import Image
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    from simulator.recurrent.experiment import load_recurrent_experiment
+    from ui.views.through_time import ThroughTimeController, ThroughTimeWindow
+
+    out = tmp_path / "pulse.gif"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(out), "GIF (*.gif)")))
+    w = ThroughTimeWindow(ThroughTimeController(load_recurrent_experiment(experiment_file)))
+    qtbot.addWidget(w)
+    w.show()
+    button = w.buttons["export"]
+    qtbot.waitUntil(button.isEnabled, timeout=300_000)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.status.text().startswith(("Saved", "Export")) and
+                    "Exporting" not in w.status.text(), timeout=60_000)
+    assert w.status.text().startswith("Saved 19 frames"), w.status.text()
+    with Image.open(out) as im:
+        assert im.size == (1280, 720) and im.n_frames == 19
+    # the window's own simulations were not stepped by the export
+    assert all(s.step == 0 and s.phase == "ready" for s in w.controller.snapshots.values())

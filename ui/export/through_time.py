@@ -366,3 +366,62 @@ def run_through_time(args: argparse.Namespace, stderr=None) -> int:
                             f"{job.seconds:.1f} s)") + "\n")
     err.flush()
     return EXIT_OK
+
+
+# -- the window's Export button ----------------------------------------------------------------
+
+WINDOW_EXPORT_STEPS = 1  # one training iteration, micro-stepped: the forward pass, then the pulse
+
+
+def export_from_window(window) -> ThroughTimeExportJob | None:
+    """Ask for a .gif or .mp4 file and export the window's experiment from its start: one
+    iteration, one frame per micro-step, at 1280x720. Renders in short slices on a timer,
+    so the window keeps responding; the status line reports the result. Returns the job
+    (None when the user chose no file or the export could not start)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QFileDialog
+
+    path, chosen = QFileDialog.getSaveFileName(
+        window, "Export the backward pulse", "through_time.gif",
+        "GIF (*.gif);;MP4 video (*.mp4)")
+    if not path:
+        return None
+    fmt = "mp4" if (Path(path).suffix.lower() == ".mp4" or
+                    (not Path(path).suffix and "mp4" in chosen)) else "gif"
+    from ui.export_spec import with_format_suffix
+
+    settings = ExportSettings(out=with_format_suffix(path, fmt), format=fmt,
+                              steps=WINDOW_EXPORT_STEPS, micro=True)
+    job = ThroughTimeExportJob(window.controller.experiment, settings)
+    try:
+        settings = replace(settings, out=check_destination(fmt, settings.out))
+        job.settings = settings
+        job.start()
+    except (ExportError, ValueError, MemoryError) as e:
+        window.status.setText(f"Export failed: {e}")
+        return None
+    except OSError as e:
+        window.status.setText(f"Export failed: {describe_os_error(e, settings.out)}")
+        return None
+    window.export_job = job
+    timer = QTimer(window)
+    timer.setSingleShot(True)
+
+    def tick():
+        try:
+            more = job.step()
+        except (OSError, ExportError) as e:
+            message = describe_os_error(e, settings.out) if isinstance(e, OSError) else str(e)
+            window.status.setText(f"Export failed: {message}")
+            return
+        if more:
+            window.status.setText(f"Exporting\u2026 {job.frames_done}/{job.total} frames")
+            timer.start(0)
+        elif job.result is not None:
+            window.status.setText(f"Saved {job.frames_done} frames to {job.result}")
+        else:
+            window.status.setText("Export cancelled; nothing was saved.")
+
+    timer.timeout.connect(tick)
+    timer.start(0)
+    return job
