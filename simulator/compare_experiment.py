@@ -35,12 +35,12 @@ from typing import Any
 from .compare import Comparison
 from .experiment import (
     MAX_DESCRIPTION_CHARS,
-    MAX_FILE_BYTES,
     MAX_NAME_CHARS,
     Experiment,
     ExperimentError,
     TrainSpec,
     _parse_json,
+    read_experiment_text,
 )
 from .pretrain import Pretrainer, PretrainSpec, check_pretrainable
 from .simulation import Simulation
@@ -267,22 +267,7 @@ def check_comparison(spec: ComparisonSpec, source: str | None = None) -> Compari
 def load_study(path: str | os.PathLike):
     """Read an experiment file (with or without pretraining) or a comparison file."""
     path = Path(path)
-    try:
-        if path.is_dir():
-            raise ExperimentError("is a folder, not an experiment file", path=str(path))
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ExperimentError("the file does not exist", path=str(path)) from None
-    except OSError as e:
-        raise ExperimentError(f"cannot be read ({e.strerror or e})", path=str(path)) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ExperimentError(f"the file is larger than {MAX_FILE_BYTES // 2**20} MB",
-                              path=str(path))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ExperimentError("is not a text (UTF-8) file", path=str(path)) from None
+    text = read_experiment_text(path)
     d = _parse_json(text, str(path))
     return study_from_dict(d, base_dir=path.resolve().parent, source=str(path))
 

@@ -400,6 +400,14 @@ def _parse_json(text: str, source: str | None) -> Any:
 def load_experiment(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment file. A relative CSV path is taken from the file's folder."""
     path = Path(path)
+    text = read_experiment_text(path)
+    return Experiment.from_json(text, base_dir=path.resolve().parent, source=str(path))
+
+
+def read_experiment_text(path: str | os.PathLike) -> str:
+    """The text of an experiment (or comparison) file, refusing folders, FIFOs, devices,
+    files too large and files that are not UTF-8, each with a message naming the file."""
+    path = Path(path)
     try:
         raw = read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
@@ -421,11 +429,11 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ExperimentError("is not a text (UTF-8) file", path=str(path)) from None
-    return Experiment.from_json(text, base_dir=path.resolve().parent, source=str(path))
+    return text
 
 
 def save_experiment(exp: Experiment, path: str | os.PathLike,
-                    embed_csv: bool | None = None) -> None:
+                    embed_csv: bool | None = None, *, sections: dict | None = None) -> None:
     """Write ``exp`` to ``path`` atomically: a temporary file in the same folder, written
     and fsynced, then renamed over the target.
 
@@ -437,6 +445,9 @@ def save_experiment(exp: Experiment, path: str | os.PathLike,
     ``embed_csv``: copy the CSV's contents into the file (True), keep only the path
     (False), or embed files of at most EMBED_BY_DEFAULT_BYTES (None, the default),
     so a copied experiment file still opens. An embedded copy stays embedded.
+
+    ``sections``: further top-level sections that other modules read (the optional
+    "pretraining" of ``compare_experiment``), written after the experiment's fields.
     """
     path = Path(path)
     target = Path(os.path.realpath(path))  # through a symlink, to the file it names
@@ -451,7 +462,10 @@ def save_experiment(exp: Experiment, path: str | os.PathLike,
                 pass
             else:
                 exp = replace(exp, data=replace(exp.data, path=rel.as_posix()))
-    text = exp.to_json()
+    if sections:
+        text = json.dumps({**exp.to_dict(), **sections}, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = exp.to_json()
     tmp_name = None
     try:
         try:

@@ -52,17 +52,18 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
+from simulator.compare_experiment import ComparisonSpec, load_study  # noqa: E402
 from simulator.data import DataSpec  # noqa: E402
 from simulator.experiment import (  # noqa: E402
     Experiment,
     ExperimentError,
     TrainSpec,
     list_presets,
-    load_experiment,
     load_preset,
     save_experiment,
 )
-from simulator.spec import uniform_spec  # noqa: E402
+from simulator.pretrain import PretrainSpec, check_pretrainable  # noqa: E402
+from simulator.spec import SpecError, uniform_spec  # noqa: E402
 
 from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
@@ -344,7 +345,14 @@ class MainWindow(QMainWindow):
         if experiment is None and controller.is_ready:
             experiment = controller.sim.experiment
         self._name = experiment.name if experiment is not None else ""
-        self._pending_open: tuple[Experiment, str | None] | None = None
+        # (experiment, path, pretraining) to open once the simulation exists
+        self._pending_open: tuple[Experiment, str | None, PretrainSpec | None] | None = None
+        # set by start_window: what the start-up file asks for, done once it is built
+        self._startup_pretraining: tuple[Experiment, PretrainSpec] | None = None
+        # a comparison file given at start-up: its compare window opens when ready
+        self._pending_comparison: tuple[ComparisonSpec, str] | None = None
+        # the "pretraining" section of the file opened, written back when it is saved
+        self._file_pretraining: PretrainSpec | None = None
         self.help_window: HelpWindow | None = None
         # the experiment as last opened or saved, and as it is now: the difference is
         # the user's unsaved work
@@ -711,10 +719,23 @@ class MainWindow(QMainWindow):
         with self.controller.locked() as sim:
             self._clean_experiment = self._experiment_now = sim.experiment
         self._update_title()
+        if self._startup_pretraining is not None:
+            # the start-up file asks for pretraining: run it on that file's network, not
+            # on the default that replaces it when the file could not be built
+            experiment, pretraining = self._startup_pretraining
+            self._startup_pretraining = None
+            with self.controller.locked() as sim:
+                built = sim.experiment == experiment
+            if built and self._pending_open is None:
+                self._start_pretraining(pretraining)
         if self._pending_open is not None:
-            experiment, path = self._pending_open
+            experiment, path, pretraining = self._pending_open
             self._pending_open = None
-            self._open(experiment, path)
+            self._open(experiment, path, pretraining)
+        if self._pending_comparison is not None:
+            spec, path = self._pending_comparison
+            self._pending_comparison = None
+            self._open_comparison(spec, path)
 
     def _set_sim_actions_enabled(self, on: bool) -> None:
         for action in (*self.playback_actions.values(), self.action_save, self.action_save_as):
@@ -871,15 +892,40 @@ class MainWindow(QMainWindow):
         return self._open_path(path)
 
     def _open_path(self, path: str) -> bool:
+        """Open an experiment file; one with a "pretraining" section is then pretrained
+        layer by layer (as Run > Pretrain layer by layer does) before training; a
+        comparison file opens in a compare window."""
         try:
-            experiment = load_experiment(path)
+            study = load_study(path)
         except ExperimentError as e:
             self.show_message(f"Could not open the experiment. {e}")
             return False
-        experiment = self._locate_missing_csv(experiment)
+        if isinstance(study, ComparisonSpec):
+            return self._open_comparison(study, path)
+        experiment = self._locate_missing_csv(study.experiment)
         if experiment is None:
             return False
-        return self._open(experiment, path)
+        return self._open(experiment, path, study.pretraining)
+
+    def _open_comparison(self, spec: ComparisonSpec, path: str) -> bool:
+        """A comparison file: A and B in a compare window; this window stays as it is."""
+        from .compare_window import open_comparison
+
+        if open_comparison(self, spec, source=str(path)) is None:
+            return False
+        self.statusBar().showMessage(f"Opened the comparison “{spec.name}” in a compare window",
+                                     STATUS_MESSAGE_MS)
+        return True
+
+    def _start_pretraining(self, spec: PretrainSpec) -> bool:
+        """Pretrain the network just opened with the file's settings (one undo step)."""
+        job = self.pretrain_job
+        job.spec = spec
+        if not job.start():
+            return False
+        self.statusBar().showMessage("Pretraining layer by layer, as the file asks, before "
+                                     "training")
+        return True
 
     def _locate_missing_csv(self, experiment: Experiment) -> Experiment | None:
         """An experiment that links to a CSV file that is not there (moved, or the
@@ -920,20 +966,27 @@ class MainWindow(QMainWindow):
             return False
         return self._open(experiment, None)
 
-    def _open(self, experiment: Experiment, path: str | None) -> bool:
+    def _open(self, experiment: Experiment, path: str | None,
+              pretraining: PretrainSpec | None = None) -> bool:
         if not self.controller.is_ready:
             # still compiling: open it as soon as the simulation exists
-            self._pending_open = (experiment, path)
+            self._pending_open = (experiment, path, pretraining)
             self._name = experiment.name
             self._update_title()
             return True
+        job = getattr(self, "pretrain_job", None)
+        if job is not None:
+            job.stop()  # a pretraining still running belongs to the network being replaced
         if not self.controller.open_experiment(experiment):
             return False
         self.set_experiment_path(path)
         self.banner.dismiss()
         self._name = experiment.name
         self._mark_clean()
+        self._file_pretraining = pretraining
         self.statusBar().showMessage(f"Opened “{experiment.name}”", STATUS_MESSAGE_MS)
+        if pretraining is not None:
+            self._start_pretraining(pretraining)
         return True
 
     def save(self) -> bool:
@@ -957,16 +1010,27 @@ class MainWindow(QMainWindow):
             return False
         with self.controller.locked() as sim:
             experiment = sim.experiment
+        # the file's pretraining section is kept, while the network can still be pretrained
+        sections, dropped = None, ""
+        if self._file_pretraining is not None:
+            try:
+                check_pretrainable(experiment.network)
+                sections = {"pretraining": self._file_pretraining.to_dict()}
+            except SpecError as e:
+                dropped = f" (without its pretraining section: {e})"
         try:
             save_experiment(experiment, path,
-                            embed_csv=None if self.action_embed_csv.isChecked() else False)
+                            embed_csv=None if self.action_embed_csv.isChecked() else False,
+                            sections=sections)
         except ExperimentError as e:
             self.show_message(f"Could not save. {e}")
             return False
         self.set_experiment_path(path)
         self._clean_experiment = experiment
+        if dropped:
+            self._file_pretraining = None
         self._update_title()
-        self.statusBar().showMessage(f"Saved to {path}", STATUS_MESSAGE_MS)
+        self.statusBar().showMessage(f"Saved to {path}{dropped}", STATUS_MESSAGE_MS)
         return True
 
     # -- help ------------------------------------------------------------------------------------
@@ -1039,12 +1103,23 @@ def choose_experiment(file: str | None, settings: QSettings
 
     FILE from the command line first; else the last experiment if it still loads;
     else the preset "deep_sigmoid", the first preset, or a built-in one."""
+    return _choose(file, settings)[:3]
+
+
+def _choose(file: str | None, settings: QSettings):
+    """``choose_experiment`` plus what else the file asks for: its pretraining
+    (a ``PretrainSpec``), or, for a comparison file, ``(ComparisonSpec, path)`` (the
+    window then shows the default experiment and the comparison opens beside it)."""
     problem = None
     if file:
         try:
-            return load_experiment(file), str(Path(file).resolve()), None
+            study = load_study(file)
         except ExperimentError as e:
             problem = f"Could not open the experiment. {e}"
+        else:
+            if isinstance(study, ComparisonSpec):
+                return default_experiment(), None, None, (study, str(file))
+            return study.experiment, str(Path(file).resolve()), None, study.pretraining
     else:
         last = settings.value(KEY_LAST_PATH)
         starting = settings.value(KEY_STARTING)
@@ -1056,10 +1131,14 @@ def choose_experiment(file: str | None, settings: QSettings
                        "so it was not reopened. Open it with File > Open to try again.")
         elif isinstance(last, str) and last:
             try:
-                return load_experiment(last), last, None
+                study = load_study(last)
             except ExperimentError:
+                study = None
+            if isinstance(study, ComparisonSpec) or study is None:
                 settings.remove(KEY_LAST_PATH)  # moved or broken: start from a preset
-    return default_experiment(), None, problem
+            else:
+                return study.experiment, last, None, study.pretraining
+    return default_experiment(), None, problem, None
 
 
 def default_experiment() -> Experiment:
@@ -1123,10 +1202,15 @@ def start_window(file: str | None, settings: QSettings) -> MainWindow:
     simulation in the background. A file that cannot be built (its data is gone, it
     does not fit in memory) is reported, forgotten, and the default experiment starts
     in its place: the window always ends up with a working simulation."""
-    experiment, path, problem = choose_experiment(file, settings)
+    experiment, path, problem, extra = _choose(file, settings)
     controller = SimulationController(experiment, build_now=False)
     window = MainWindow(controller, Editor(controller), settings, path=path,
                         experiment=experiment)
+    if isinstance(extra, PretrainSpec):
+        window._startup_pretraining = (experiment, extra)
+        window._file_pretraining = extra
+    elif extra is not None:
+        window._pending_comparison = extra
     window.show()
     if problem:
         window.show_message(problem)
