@@ -143,6 +143,10 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
     if comparison_without_flag(args):
         return fail(f"{args.experiment} is a comparison file: add --compare", EXIT_BAD_INPUT)
     from simulator.experiment import load_experiment, load_preset
+    from ui.export.through_time import run_through_time, wants_through_time
+
+    if wants_through_time(args):  # a through-time preset or "mode": "recurrent" file
+        return run_through_time(args, err)
 
     # Everything that needs no simulation is checked first, the destination included,
     # so a typo fails at once rather than after compiling and training.

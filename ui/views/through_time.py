@@ -395,7 +395,9 @@ class ThroughTimeWindow(QWidget):
                  c.micro_step),
                 ("step", "Step", "One whole training iteration in every cell", self._step),
                 ("play", "Play", "Train every cell continuously; press again to pause",
-                 c.toggle_play)):
+                 c.toggle_play),
+                ("export", "Export\u2026", "Save one iteration from the start, one frame "
+                 "per micro-step, as a GIF or MP4 (main.py export does more)", self._export)):
             b = QPushButton(text)
             b.setObjectName(f"button_{key}")
             b.setToolTip(tip)
@@ -459,6 +461,10 @@ class ThroughTimeWindow(QWidget):
     def _step(self) -> None:
         self.controller.step()
         self._start_pulse()
+
+    def _export(self) -> None:
+        from ui.export.through_time import export_from_window
+        export_from_window(self)
 
     def _on_preset_chosen(self, index: int) -> None:
         if 0 <= index < len(self._preset_keys):
