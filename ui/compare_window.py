@@ -945,6 +945,11 @@ def install_compare_actions(main_window) -> dict:
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         main_window.addAction(action)
         menu.addAction(action)
+    bar = getattr(main_window, "top_bar", None)
+    if bar is not None:  # one click from the top bar, beside the quick settings
+        fork.setIconText("Compare A | B")
+        bar.addSeparator()
+        bar.addAction(fork)
     open_action = QAction("&Open comparison file…", main_window)
     open_action.setToolTip("A comparison file, or an experiment file with a pretraining "
                            "section (opened as pretrained B against random A)")
