@@ -488,7 +488,15 @@ class CompareWindow(QMainWindow):
         self.remedy_box.setObjectName("remedy_box")
         for key, r in REMEDIES.items():
             self.remedy_box.addItem(r.label, key)
-        bar.addWidget(self.remedy_box)
+        # long remedy names would make the window wider than a 1280 px screen: the box
+        # shows the start of the name and the whole of it as a tooltip
+        self.remedy_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.remedy_box.setMinimumContentsLength(16)
+        self.remedy_box.currentIndexChanged.connect(
+            lambda _i: self.remedy_box.setToolTip(self.remedy_box.currentText()))
+        self.remedy_box.setToolTip(self.remedy_box.currentText())
+        bar.addWidget(self.remedy_box, 1)
         self.button_apply = self._button("Apply to B", self._apply_remedy,
                                          "Apply the chosen edit to side B only")
         bar.addWidget(self.button_apply)

@@ -26,3 +26,19 @@ def test_top_bar_button_opens_a_compare_window(qtbot, controller, editor, settin
     assert cw.driver.comparison.a.experiment == cw.driver.comparison.b.experiment
     for c in list(w.compare_windows):
         c.close()
+
+
+def test_compare_window_fits_a_1280_by_720_screen(qtbot, tiny_experiment):
+    from ui.compare_window import CompareWindow
+
+    w = CompareWindow(tiny_experiment)
+    qtbot.addWidget(w)
+    w.show()
+    hint = w.minimumSizeHint()
+    # room for a window manager's frame on a 1280 x 720 screen
+    assert hint.width() <= 1240 and hint.height() <= 680, hint
+    # the edit box shows a long remedy's name in full as its tooltip
+    box = w.remedy_box
+    box.setCurrentIndex(box.findData("relu"))
+    assert box.toolTip() == box.currentText() and "He init" in box.toolTip()
+    w.close()
