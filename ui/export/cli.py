@@ -180,17 +180,25 @@ def cli_run(args: argparse.Namespace, stderr=None) -> int:
         progress = TextProgress(err)
         job = ExportJob(controller, settings, experiment_name=experiment.name,
                         progress=progress)
-        interrupt.on_interrupt = job.cancel
-        try:
-            if interrupt.requested:
-                job.cancel()
-            job.start()
-            result = job.run()
-        except ExportError as e:
-            progress.end_line()
-            return fail(str(e), EXIT_FAILED if job.started else EXIT_BAD_INPUT)
-        finally:
-            dispose(controller)
+        return run_job(job, progress, interrupt, err, fail,
+                       cleanup=lambda: dispose(controller))
+
+
+def run_job(job, progress, interrupt, err, fail, cleanup) -> int:
+    """Run an export job to the end inside ``deferred_interrupt`` and report on ``err``:
+    the exit code. Ctrl+C cancels the job (nothing saved, exit 130); ``cleanup`` runs
+    whatever happens (the command has no event loop to delete widgets later)."""
+    interrupt.on_interrupt = job.cancel
+    try:
+        if interrupt.requested:
+            job.cancel()
+        job.start()
+        result = job.run()
+    except ExportError as e:
+        progress.end_line()
+        return fail(str(e), EXIT_FAILED if job.started else EXIT_BAD_INPUT)
+    finally:
+        cleanup()
     if result.status == "cancelled" or interrupt.requested:
         progress.end_line()
         err.write("main.py export: cancelled; nothing was saved.\n")

@@ -30,9 +30,6 @@ from ui.export.job import ExportJob, ExportResult, _EncoderThread
 from ui.export.writers import WRITERS
 from ui.export_spec import (
     EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
     MAX_FRAMES,
     ExportError,
     ExportSettings,
@@ -314,7 +311,13 @@ def comparison_without_flag(args) -> bool:
 
 def cli_run_compare(args, stderr=None) -> int:
     """``main.py export --compare ...``: as ``ui.export.cli.cli_run``, for a comparison."""
-    from ui.export.cli import TextProgress, deferred_interrupt, ensure_qt_application, terminal_safe
+    from ui.export.cli import (
+        TextProgress,
+        deferred_interrupt,
+        ensure_qt_application,
+        run_job,
+        terminal_safe,
+    )
 
     err = stderr if stderr is not None else sys.stderr
 
@@ -347,28 +350,8 @@ def cli_run_compare(args, stderr=None) -> int:
                         EXIT_BAD_INPUT)
         progress = TextProgress(err)
         job = CompareExportJob(driver, settings, experiment_name=spec.name, progress=progress)
-        interrupt.on_interrupt = job.cancel
-        try:
-            if interrupt.requested:
-                job.cancel()
-            job.start()
-            result = job.run()
-        except ExportError as e:
-            progress.end_line()
-            return fail(str(e), EXIT_FAILED if job.started else EXIT_BAD_INPUT)
-        finally:
-            dispose_driver(driver)
-    if result.status == "cancelled" or interrupt.requested:
-        progress.end_line()
-        err.write("main.py export: cancelled; nothing was saved.\n")
-        err.flush()
-        return EXIT_INTERRUPTED
-    for warning in result.warnings:
-        err.write(terminal_safe(f"main.py export: warning: {warning}") + "\n")
-    err.write(terminal_safe(f"{result.message} ({result.frames} frames in "
-                            f"{result.seconds:.1f} s)") + "\n")
-    err.flush()
-    return EXIT_OK
+        return run_job(job, progress, interrupt, err, fail,
+                       cleanup=lambda: dispose_driver(driver))
 
 
 def dispose_driver(driver) -> None:
