@@ -6,6 +6,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+pytestmark = pytest.mark.qt
+
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QToolButton  # noqa: E402
 
