@@ -193,7 +193,7 @@ def _run_plot(args: argparse.Namespace) -> int:
     if not headers:
         raise CommandError(f"{args.results}: has no sweep header line")
     try:
-        from ui.export import ensure_qt_application
+        from ui.export.cli import ensure_qt_application
         from ui.views.sweep_plot import SweepPlot
     except ImportError as e:
         raise CommandError(f"sweep-plot needs {e.name or e}, which is not installed",
