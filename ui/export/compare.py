@@ -14,7 +14,6 @@ import gc
 import html
 import math
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,13 +23,11 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ui.export.capture import FrameCapture, _make_view
-from ui.export.files import MANIFEST_FORMAT, check_destination, describe_os_error
+from ui.export.files import check_destination
 from ui.export.frames import FrameInfo, phase_text
-from ui.export.job import ExportJob, ExportResult, _EncoderThread
-from ui.export.writers import WRITERS
+from ui.export.job import ExportJob
 from ui.export_spec import (
     EXIT_BAD_INPUT,
-    MAX_FRAMES,
     ExportError,
     ExportSettings,
     count_frames,
@@ -225,58 +222,33 @@ class CompareExportJob(ExportJob):
                          progress=progress)
         self.driver = driver
 
-    def start(self) -> None:
-        s = self.settings
-        try:
-            s.validate()
-            if s.view not in COMPARE_VIEWS:
-                raise ExportError(f"A comparison exports the views {', '.join(COMPARE_VIEWS)} "
-                                  f"(got {s.view!r}).")
-            dest = check_destination(s.format, s.out)
-            source = CompareFrameSource(self.driver, s.steps, s.micro, s.every)
-            if source.total > MAX_FRAMES:
-                raise ExportError(f"That would be {source.total} frames (at most "
-                                  f"{MAX_FRAMES}): export fewer steps or keep only every "
-                                  "K-th one.")
-        except ExportError as e:
-            self.result = ExportResult("failed", str(e))
-            raise
+    def _check_view(self, s: ExportSettings) -> None:
+        if s.view not in COMPARE_VIEWS:
+            raise ExportError(f"A comparison exports the views {', '.join(COMPARE_VIEWS)} "
+                              f"(got {s.view!r}).")
+
+    def _frame_source(self, s: ExportSettings):
+        return CompareFrameSource(self.driver, s.steps, s.micro, s.every)
+
+    def _seed(self) -> int:
+        return int(self.driver.comparison.a.experiment.seed)
+
+    def _manifest_extra(self) -> dict:
+        return {"comparison": self.driver.comparison.label}
+
+    def _open_capture(self, s: ExportSettings, source) -> tuple:
         c = self.driver.comparison
-        manifest = {
-            "format": MANIFEST_FORMAT, "version": 1, "experiment": self.experiment_name,
-            "seed": int(c.a.experiment.seed), "view": s.view, "size": [s.width, s.height],
-            "fps": s.fps, "granularity": "micro-step" if s.micro else "iteration",
-            "every": s.every, "comparison": c.label,
-        }
-        writer = WRITERS[s.format](dest, s.size, s.fps, manifest)
-        try:
-            writer.open()
-            panels = {"canvas": ("canvas",), "flow": ("flow",)}.get(s.view, ("canvas", "flow"))
-            widget = CompareView(self.driver, self.experiment_name, panels)
-            names = (c.a.experiment.name, c.b.experiment.name)
-            if names[0] != names[1]:  # B built from A by edits keeps A's name: say nothing
-                widget.set_names(dict(zip("ab", names, strict=True)))
-            need = widget.minimumSizeHint()
-            if need.width() > s.width or need.height() > s.height:
-                self.warnings.append(
-                    f"At {s.width}x{s.height} the two sides do not fit and are cut off; use "
-                    f"at least {max(need.width(), s.width)}x{max(need.height(), s.height)}.")
-            capture = FrameCapture(widget, s.size)
-        except BaseException as e:
-            writer.discard()
-            message = describe_os_error(e, dest) if isinstance(e, OSError) else str(e)
-            self.result = ExportResult("failed", message)
-            if isinstance(e, OSError):
-                raise ExportError(message) from None
-            raise
-        self._writer = writer
-        self._capture = capture
-        self._source = source
-        self._frames = iter(source)
-        self._started = True
-        self.frames_total = source.total
-        self._encoder = _EncoderThread(writer)
-        self._t0 = time.perf_counter()
+        panels = {"canvas": ("canvas",), "flow": ("flow",)}.get(s.view, ("canvas", "flow"))
+        widget = CompareView(self.driver, self.experiment_name, panels)
+        names = (c.a.experiment.name, c.b.experiment.name)
+        if names[0] != names[1]:  # B built from A by edits keeps A's name: say nothing
+            widget.set_names(dict(zip("ab", names, strict=True)))
+        need = widget.minimumSizeHint()
+        if need.width() > s.width or need.height() > s.height:
+            self.warnings.append(
+                f"At {s.width}x{s.height} the two sides do not fit and are cut off; use "
+                f"at least {max(need.width(), s.width)}x{max(need.height(), s.height)}.")
+        return FrameCapture(widget, s.size), s.view
 
 
 def _load_spec(args):

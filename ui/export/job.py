@@ -146,8 +146,9 @@ class ExportJob:
         s = self.settings
         try:
             s.validate()
+            self._check_view(s)
             dest = check_destination(s.format, s.out)
-            source = FrameSource(self.controller, s.steps, s.micro, s.every)
+            source = self._frame_source(s)
             if source.total > MAX_FRAMES:
                 raise ExportError(f"That would be {source.total} frames (at most "
                                   f"{MAX_FRAMES}): export fewer steps or keep only every "
@@ -155,20 +156,16 @@ class ExportJob:
         except ExportError as e:
             self.result = ExportResult("failed", str(e))
             raise
-        sim = self.controller.sim
         manifest = {
             "format": MANIFEST_FORMAT, "version": 1, "experiment": self.experiment_name,
-            "seed": int(sim.experiment.seed), "view": s.view, "size": [s.width, s.height],
+            "seed": self._seed(), "view": s.view, "size": [s.width, s.height],
             "fps": s.fps, "granularity": "micro-step" if s.micro else "iteration",
-            "every": s.every,
+            "every": s.every, **self._manifest_extra(),
         }
         writer = WRITERS[s.format](dest, s.size, s.fps, manifest)
         try:
             writer.open()
-            capture, self.view = build_capture(s.view, self.controller, s.size,
-                                               self.experiment_name,
-                                               warn=self.warnings.append,
-                                               layout_state=self.layout_state)
+            capture, self.view = self._open_capture(s, source)
         except BaseException as e:
             writer.discard()
             message = describe_os_error(e, dest) if isinstance(e, OSError) else str(e)
@@ -177,7 +174,6 @@ class ExportJob:
                 raise ExportError(message) from None
             raise
         manifest["view"] = self.view
-        source.quiet = self.view != "window"
         self._writer = writer
         self._capture = capture
         self._source = source
@@ -186,6 +182,27 @@ class ExportJob:
         self.frames_total = source.total
         self._encoder = _EncoderThread(writer)
         self._t0 = time.perf_counter()
+
+    # -- what a kind of export changes (ui/export/compare.py overrides these) -----------
+    def _check_view(self, s: ExportSettings) -> None:
+        """Raise ExportError for a view this kind of export cannot draw."""
+
+    def _frame_source(self, s: ExportSettings):
+        return FrameSource(self.controller, s.steps, s.micro, s.every)
+
+    def _seed(self) -> int:
+        return int(self.controller.sim.experiment.seed)
+
+    def _manifest_extra(self) -> dict:
+        return {}
+
+    def _open_capture(self, s: ExportSettings, source) -> tuple:
+        """(capture, the view actually drawn); called with the output open."""
+        capture, view = build_capture(s.view, self.controller, s.size, self.experiment_name,
+                                      warn=self.warnings.append,
+                                      layout_state=self.layout_state)
+        source.quiet = view != "window"
+        return capture, view
 
     def step(self, seconds: float = SLICE_SECONDS) -> bool:
         """Render frames for about ``seconds`` (at least one). True while frames remain.
