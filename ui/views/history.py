@@ -16,16 +16,15 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from simulator.snapshot import HIST_DELTA
 
 from . import colors as C
 from .flow import layer_ticks
-from .panel import Panel
+from .panel import StepAxisPanel
 
-FIT_AFTER_MS = 300  # quiet time after hand steps before the step axis is fitted
 PLAY_HZ = 15.0  # while playing, the heatmap is redrawn at most this often
 
 
@@ -85,7 +84,7 @@ def _nan_mean(blocks: np.ndarray) -> np.ndarray:
     return out
 
 
-class GradientHistoryView(Panel):
+class GradientHistoryView(StepAxisPanel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -96,13 +95,7 @@ class GradientHistoryView(Panel):
         self.steps_per_column = 1
         self._x_range = None
         self._log_cache = None  # (history key, steps, log10|delta|, zero) of the last read
-        self._fit_last = False  # the next draw ends the step axis at the last step
-        # stepping by hand, the axis grows in nice spans (each new range re-lays out the
-        # axis); once the steps pause for FIT_AFTER_MS it is fitted to the last step
-        self._fit_timer = QTimer(self)
-        self._fit_timer.setSingleShot(True)
-        self._fit_timer.setInterval(FIT_AFTER_MS)
-        self._fit_timer.timeout.connect(self._fit_to_last_step)
+        self._init_step_axis()  # the step axis fits the last step once steps pause
         self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
         self.plot = pg.PlotWidget(background=C.BACKGROUND)
@@ -137,26 +130,6 @@ class GradientHistoryView(Panel):
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
         self._log_cache = None
-
-    def _on_running_changed(self, running: bool) -> None:
-        if not running:
-            self._version = None  # re-read: the step axis now fits the last step
-            self._fit_last = True
-        super()._on_running_changed(running)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        super()._on_snapshot_changed(snapshot)
-        if not self.controller.is_playing:
-            self._fit_timer.start()  # once the steps pause, the axis ends at the last one
-
-    def _fit_to_last_step(self) -> None:
-        if self.controller.is_playing or self.controller.sim is None:
-            return
-        if self.window().testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen):
-            return  # drawn for an exported frame: every frame by the same rule, no timing
-        self._version = None
-        self._fit_last = True
-        self._seen.request(self.controller.snapshot, force=True)
 
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())

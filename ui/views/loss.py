@@ -17,13 +17,11 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from . import colors as C
-from .panel import Panel
+from .panel import StepAxisPanel
 
-FIT_AFTER_MS = 300  # quiet time after hand steps before the step axis is fitted
 PLAY_HZ = 15.0  # while playing, redraw at most this often: axes re-layout on every range change
 MAX_DOTS = 120  # held-out points drawn as dots up to this many; beyond, the line alone
 EMPTY_RANGE = (0.0, 10.0)  # the step axis before the first step
@@ -31,7 +29,7 @@ TRAIN = "#6fa8dc"
 HELD_OUT = "#ffb347"
 
 
-class LossView(Panel):
+class LossView(StepAxisPanel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
@@ -39,13 +37,7 @@ class LossView(Panel):
         self._history_id = None
         self._last_time = -math.inf
         self._x_range = None
-        self._fit_last = False  # the next draw ends the step axis at the last step
-        # stepping by hand, the axis grows in nice spans (each new range re-lays out the
-        # axis); once the steps pause for FIT_AFTER_MS it is fitted to the last step
-        self._fit_timer = QTimer(self)
-        self._fit_timer.setSingleShot(True)
-        self._fit_timer.setInterval(FIT_AFTER_MS)
-        self._fit_timer.timeout.connect(self._fit_to_last_step)
+        self._init_step_axis()  # the step axis fits the last step once steps pause
         self._y_range = None
         self._held_shown = {}  # kind -> (number of points, last value) drawn
 
@@ -104,26 +96,6 @@ class LossView(Panel):
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None
-
-    def _on_running_changed(self, running: bool) -> None:
-        if not running:
-            self._version = None  # re-read: the step axis now fits the last step
-            self._fit_last = True
-        super()._on_running_changed(running)
-
-    def _on_snapshot_changed(self, snapshot) -> None:
-        super()._on_snapshot_changed(snapshot)
-        if not self.controller.is_playing:
-            self._fit_timer.start()  # once the steps pause, the axis ends at the last one
-
-    def _fit_to_last_step(self) -> None:
-        if self.controller.is_playing or self.controller.sim is None:
-            return
-        if self.window().testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen):
-            return  # drawn for an exported frame: every frame by the same rule, no timing
-        self._version = None
-        self._fit_last = True
-        self._seen.request(self.controller.snapshot, force=True)
 
     def render_snapshot(self, snapshot, force: bool = False) -> None:
         if snapshot is None or self.controller.sim is None:

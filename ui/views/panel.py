@@ -4,10 +4,12 @@ latest snapshot when shown again), and controller connections dropped on close."
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
 from . import colors as C
+
+FIT_AFTER_MS = 300  # quiet time after hand steps before a step axis is fitted
 
 
 class Panel(QWidget):
@@ -64,3 +66,38 @@ class Panel(QWidget):
     def closeEvent(self, ev) -> None:
         self._subs.disconnect_all()
         super().closeEvent(ev)
+
+
+class StepAxisPanel(Panel):
+    """A panel whose x axis is training steps (loss, gradient history). Stepping by hand,
+    the axis grows in nice spans (each new range re-lays out the axis); once the steps
+    pause for FIT_AFTER_MS, or play stops, the next draw (``_fit_last``) ends it at the
+    last step. Call ``_init_step_axis`` in the constructor; ``_version = None`` makes the
+    subclass re-read its data."""
+
+    def _init_step_axis(self) -> None:
+        self._fit_last = False  # the next draw ends the step axis at the last step
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(FIT_AFTER_MS)
+        self._fit_timer.timeout.connect(self._fit_to_last_step)
+
+    def _on_running_changed(self, running: bool) -> None:
+        if not running:
+            self._version = None  # re-read: the step axis now fits the last step
+            self._fit_last = True
+        super()._on_running_changed(running)
+
+    def _on_snapshot_changed(self, snapshot) -> None:
+        super()._on_snapshot_changed(snapshot)
+        if not self.controller.is_playing:
+            self._fit_timer.start()  # once the steps pause, the axis ends at the last one
+
+    def _fit_to_last_step(self) -> None:
+        if self.controller.is_playing or self.controller.sim is None:
+            return
+        if self.window().testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen):
+            return  # drawn for an exported frame: every frame by the same rule, no timing
+        self._version = None
+        self._fit_last = True
+        self._seen.request(self.controller.snapshot, force=True)
