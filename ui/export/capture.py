@@ -119,6 +119,24 @@ class _OffscreenWindow:
         self._folder.cleanup()
 
 
+
+def frame_caption(frame: QWidget) -> QLabel:
+    """Give a composed export frame the app's background and text colours, and return
+    its caption: a rich-text label in a font 1.2 times the default."""
+    from ui.views import colors
+
+    palette = frame.palette()
+    palette.setColor(QPalette.ColorRole.Window, QColor(colors.BACKGROUND))
+    palette.setColor(QPalette.ColorRole.WindowText, QColor(colors.FOREGROUND))
+    frame.setPalette(palette)
+    frame.setAutoFillBackground(True)
+    caption = QLabel(frame)
+    caption.setTextFormat(Qt.TextFormat.RichText)
+    font = caption.font()
+    font.setPointSizeF(font.pointSizeF() * 1.2)
+    caption.setFont(font)
+    return caption
+
 class ComposedView(QWidget):
     """The network canvas over the gradient flow and the loss, under a caption line
     (experiment, step, micro-step, loss): the layout for a lecture clip. Each panel
@@ -132,16 +150,7 @@ class ComposedView(QWidget):
         super().__init__(parent)
         self._colors = colors
         self._title = title
-        palette = self.palette()
-        palette.setColor(QPalette.ColorRole.Window, QColor(colors.BACKGROUND))
-        palette.setColor(QPalette.ColorRole.WindowText, QColor(colors.FOREGROUND))
-        self.setPalette(palette)
-        self.setAutoFillBackground(True)
-        self.caption = QLabel(self)
-        self.caption.setTextFormat(Qt.TextFormat.RichText)
-        font = self.caption.font()
-        font.setPointSizeF(font.pointSizeF() * 1.2)
-        self.caption.setFont(font)
+        self.caption = frame_caption(self)
         self.canvas = _make_view("canvas", controller)
         self.flow = _make_view("flow", controller)
         self.loss = _make_view("loss", controller)

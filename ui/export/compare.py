@@ -19,10 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ui.export.capture import FrameCapture, _make_view
+from ui.export.capture import FrameCapture, _make_view, frame_caption
 from ui.export.files import check_destination
 from ui.export.frames import FrameInfo, phase_text
 from ui.export.job import ExportJob
@@ -127,16 +126,7 @@ class CompareView(QWidget):
         self._colors = colors
         self._title = title
         self._names: dict[str, str] = {}
-        palette = self.palette()
-        palette.setColor(QPalette.ColorRole.Window, QColor(colors.BACKGROUND))
-        palette.setColor(QPalette.ColorRole.WindowText, QColor(colors.FOREGROUND))
-        self.setPalette(palette)
-        self.setAutoFillBackground(True)
-        self.caption = QLabel(self)
-        self.caption.setTextFormat(Qt.TextFormat.RichText)
-        font = self.caption.font()
-        font.setPointSizeF(font.pointSizeF() * 1.2)
-        self.caption.setFont(font)
+        self.caption = frame_caption(self)
         self.headers: dict[str, QLabel] = {}
         self.views: dict[str, list] = {}
         row = QHBoxLayout()
