@@ -184,25 +184,38 @@ def saturated_fraction(spec: NetworkSpec, snapshot: Snapshot) -> np.ndarray:
     # one vectorized pass per activation over all its layers (a 100-layer net in the
     # frame budget): the layers' units side by side, then a count per layer
     groups: dict[tuple[str, int], list[int]] = {}
-    for i, layer in enumerate(spec.hidden):
+    widths: dict[tuple[str, int], list[int]] = {}
+    for i, (layer, ok) in enumerate(zip(spec.hidden, measured.tolist(), strict=False)):
         # the core marks a layer whose forward pass has run with a finite fraction
-        if (layer.activation in _MAX_SLOPE and math.isfinite(measured[i])
-                and np.ndim(acts[i]) == 2 and np.size(acts[i])):
-            groups.setdefault((layer.activation, np.shape(acts[i])[0]), []).append(i)
-    for (name, _), idx in groups.items():
+        if layer.activation not in _MAX_SLOPE or not math.isfinite(ok):
+            continue
+        shape = np.shape(acts[i])
+        if len(shape) == 2 and shape[0] and shape[1]:
+            key = (layer.activation, shape[0])
+            groups.setdefault(key, []).append(i)
+            widths.setdefault(key, []).append(shape[1])
+    for (name, rows), idx in groups.items():
         max_slope = _MAX_SLOPE[name]
-        a = np.concatenate([np.asarray(acts[i], dtype=np.float64) for i in idx], axis=1)
+        # one float64 copy of the layers side by side, then in place (the frame budget)
+        a = np.concatenate([np.asarray(acts[i]) for i in idx], axis=1, dtype=np.float64)
         if name == "sigmoid":
-            slope = a * (1.0 - a)
+            slope = np.subtract(1.0, a)
+            slope *= a
         elif name == "tanh":
-            slope = 1.0 - a * a
+            slope = np.multiply(a, a)
+            np.subtract(1.0, slope, out=slope)
         else:  # softsign: phi' = (1 - |phi|)^2
-            slope = (1.0 - np.abs(a)) ** 2
-        flat = (slope.mean(axis=0) / max_slope < SATURATION_SLOPE).astype(np.float64)
-        flat[~np.isfinite(a).all(axis=0)] = np.nan
-        widths = np.array([np.shape(acts[i])[1] for i in idx])
-        starts = np.concatenate(([0], np.cumsum(widths)[:-1]))
-        out[idx] = np.add.reduceat(flat, starts) / widths
+            slope = np.abs(a)
+            np.subtract(1.0, slope, out=slope)
+            np.square(slope, out=slope)
+        mean = slope.mean(axis=0)
+        flat = (mean / max_slope < SATURATION_SLOPE).astype(np.float64)
+        # a unit with a non-finite activation has a non-finite mean slope (no finite
+        # activation gives an infinite one): not measured
+        flat[~np.isfinite(mean)] = np.nan
+        width = np.array(widths[name, rows])
+        starts = np.concatenate(([0], np.cumsum(width)[:-1]))
+        out[idx] = np.add.reduceat(flat, starts) / width
     return out
 
 

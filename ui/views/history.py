@@ -2,11 +2,12 @@
 
 A vanishing gradient shows as a dark band along the lowest layers; a fix
 applied mid-run shows as the band lighting up from that step on. The history
-is copied out of the simulation (under its lock) only when ``History.version``
-changed (and, while playing, at most ``PLAY_HZ`` times a second), and squeezed in
-time to about one column per pixel. Ranges, ticks and colour levels are set only
-when they change (each change re-lays out an axis), and the step axis grows in
-nice spans ahead of the data rather than with every step.
+is read (under the simulation's lock) only when ``History.version`` changed (and,
+while playing, at most ``PLAY_HZ`` times a second), averaged in time to about one
+column per pixel on a grid fixed to the step axis, and only the columns whose
+steps changed since the last frame are read and recomputed. Ranges, ticks and
+colour levels are set only when they change (each change re-lays out an axis), and
+the step axis grows in nice spans ahead of the data rather than with every step.
 """
 
 from __future__ import annotations
@@ -28,60 +29,165 @@ from .panel import StepAxisPanel
 PLAY_HZ = 15.0  # while playing, the heatmap is redrawn at most this often
 
 
-def squeeze_steps(values: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:
-    """Average (n_steps, n_layers) over blocks of consecutive steps, ignoring NaN, into at
-    most ``max_rows`` rows (float32; the oldest block is the short one).
+def column_sums(raw: np.ndarray, cols: np.ndarray):
+    """What the heatmap keeps per column for the entries ``raw`` ((m, n_layers)
+    ||delta||, oldest first) falling in columns ``cols`` (nondecreasing, one per entry).
 
-    Returns the squeezed array and the number of steps per row. Blocks run along the
-    first axis and are views of ``values``: no copy of the (large) input."""
-    n = values.shape[0]
-    if n <= max_rows:
-        return values.astype(np.float32, copy=False), 1
-    f = math.ceil(n / max_rows)
-    n_full, rem = divmod(n, f)
-    blocks = values[rem:].reshape(n_full, f, values.shape[1])
-    out = blocks.mean(axis=1, dtype=np.float32)
-    # a block with a NaN (a step not measured) is averaged over the rest, if any
-    nan_rows = np.flatnonzero(np.isnan(out).any(axis=1))
-    if nan_rows.size:
-        out[nan_rows] = _nan_mean(blocks[nan_rows])
-    if rem:
-        out = np.concatenate([_nan_mean(values[None, :rem]), out])
-    return out, f
-
-
-def resample_steps(values: np.ndarray, steps: np.ndarray, first: float, span: float,
-                   columns: int) -> np.ndarray:
-    """(n_entries, n_layers) at increasing, unevenly spaced ``steps`` (the history thins
-    out its older part) -> (columns, n_layers) over equal step intervals from ``first``:
-    the NaN-ignoring mean of the entries in each interval, or, for an interval with
-    none (the thinned part), the entry before it."""
-    n_layers = values.shape[1]
-    col = np.minimum(((steps - first) * (columns / span)).astype(np.int64), columns - 1)
-    starts = np.flatnonzero(np.diff(col, prepend=-1))  # first entry of each used column
-    ok = ~np.isnan(values)
-    total = np.add.reduceat(np.where(ok, values, 0), starts, axis=0, dtype=np.float32)
-    count = np.add.reduceat(ok, starts, axis=0)
+    Returns (the columns used, and per used column: entries, sum of the finite
+    log10 |delta| per layer, how many were finite, zero, infinite (float32, per
+    layer), the smallest and largest finite log over all its layers (+inf / -inf when
+    none)). A column's sums are the same whichever other columns are computed with it,
+    so recomputing only the columns that changed gives a from-scratch result."""
+    m = len(cols)
+    starts = np.flatnonzero(np.diff(cols, prepend=-1))
+    used = cols[starts]
+    entries = np.diff(np.append(starts, m))
+    a = np.abs(raw.astype(np.float32, copy=False))
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = (total / count).astype(np.float32)
-    means[count == 0] = np.nan
-    # each column shows the last used column at or before it
-    src = np.searchsorted(col[starts], np.arange(columns), side="right") - 1
-    out = means[np.maximum(src, 0)]
-    if src[0] < 0:
-        out[src < 0] = np.nan
-    return out.reshape(columns, n_layers)
+        logs = np.log10(a)  # 0 -> -inf, inf -> inf, NaN (not measured) stays NaN
+    finite = np.isfinite(logs)
+    total = np.add.reduceat(np.where(finite, logs, 0), starts, axis=0, dtype=np.float32)
+    counts = [np.add.reduceat(mask, starts, axis=0).astype(np.float32)
+              for mask in (finite, a == 0, np.isposinf(a))]
+    lo = np.minimum.reduceat(np.where(finite, logs, np.inf), starts, axis=0).min(axis=1)
+    hi = np.maximum.reduceat(np.where(finite, logs, -np.inf), starts, axis=0).max(axis=1)
+    return used, entries, total, *counts, lo, hi
 
 
-def _nan_mean(blocks: np.ndarray) -> np.ndarray:
-    """(k, f, n_layers) -> (k, n_layers) means over f ignoring NaN; NaN where all are."""
-    ok = ~np.isnan(blocks)
-    count = ok.sum(axis=1)
-    total = np.where(ok, blocks, 0).sum(axis=1, dtype=np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (total / count).astype(np.float32)
-    out[count == 0] = np.nan
-    return out
+class _Columns:
+    """The heatmap's columns on a fixed grid: column c holds steps ``first + c * f``
+    to ``first + (c + 1) * f - 1``. Between frames only the columns whose entries
+    changed (new steps, and steps the history dropped or thinned out) are recomputed,
+    and only the changed columns' colours are re-mapped; everything shown is what a
+    from-scratch computation of the same history gives."""
+
+    def __init__(self, key, first: float, f: int, n_layers: int):
+        self.key, self.first, self.f, self.n_layers = key, first, f, n_layers
+        self.steps = np.zeros(0)  # the entries' steps at the last update
+        self.cols = 0
+        self.levels = None
+        self._alloc(64)
+
+    def _alloc(self, cap: int) -> None:
+        old = getattr(self, "entries", None)
+        L = self.n_layers
+        entries = np.zeros(cap, np.int64)
+        total, finite, zero, inf = (np.zeros((cap, L), np.float32) for _ in range(4))
+        lo, hi = np.full(cap, np.inf), np.full(cap, -np.inf)
+        values = np.full((L, cap), np.nan, np.float32)  # (layers, columns): the image's
+        if old is not None:
+            n = len(old)
+            entries[:n], lo[:n], hi[:n] = old, self.lo, self.hi
+            for new, cur in ((total, self.total), (finite, self.finite), (zero, self.zero),
+                             (inf, self.inf)):
+                new[:n] = cur
+            values[:, :n] = self.values
+        self.entries, self.total, self.finite, self.zero, self.inf = \
+            entries, total, finite, zero, inf
+        self.lo, self.hi, self.values = lo, hi, values
+
+    def column_of(self, steps: np.ndarray) -> np.ndarray:
+        return ((steps - self.first) // self.f).astype(np.int64)
+
+    def changed_columns(self, steps: np.ndarray) -> np.ndarray:
+        """The columns holding a step that arrived or left since the last update."""
+        old = self.steps
+        if not len(old) or not len(steps):
+            return self.column_of(np.concatenate([old, steps]))
+        at = np.minimum(np.searchsorted(steps, old), len(steps) - 1)
+        gone = old[steps[at] != old]
+        at = np.minimum(np.searchsorted(old, steps), len(old) - 1)
+        new = steps[old[at] != steps]
+        return np.unique(self.column_of(np.concatenate([gone, new])))
+
+    def update(self, steps: np.ndarray, columns: np.ndarray, parts) -> None:
+        """Recompute ``columns`` (sorted) from ``parts``: (raw rows, their columns) read
+        from the history for exactly the entries of those columns."""
+        cols = int(self.column_of(steps[-1:])[0]) + 1 if len(steps) else 0
+        if cols > len(self.entries):
+            self._alloc(max(cols, 2 * len(self.entries)))
+        if len(columns):
+            self.entries[columns] = 0  # columns left without entries
+            self.total[columns] = self.finite[columns] = 0
+            self.zero[columns] = self.inf[columns] = 0
+            self.lo[columns], self.hi[columns] = np.inf, -np.inf
+        for raw, col in parts:
+            if len(col):
+                used, e, t, n, z, i, lo, hi = column_sums(raw, col)
+                self.entries[used], self.total[used], self.finite[used] = e, t, n
+                self.zero[used], self.inf[used], self.lo[used], self.hi[used] = z, i, lo, hi
+        self.entries[cols:] = 0
+        self.cols, self.steps = cols, steps
+        levels = self._levels()
+        if levels != self.levels:  # exact zeros and inf are drawn at the ends of the scale
+            self.levels = levels
+            columns = np.arange(cols)
+        self._colour(columns[columns < cols])
+
+    def _levels(self) -> tuple[int, int]:
+        """The colour scale: whole decades around every finite log10 |delta|."""
+        lo, hi = float(self.lo[:self.cols].min(initial=np.inf)), \
+            float(self.hi[:self.cols].max(initial=-np.inf))
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # nothing finite measured
+            lo, hi = -8.0, 0.0
+        lo, hi = math.floor(lo), math.ceil(hi)
+        return lo, (hi if hi > lo else lo + 1)
+
+    def _colour(self, columns: np.ndarray) -> None:
+        """Each column's mean log10 |delta| per layer, NaN where nothing was measured;
+        exact zeros count as the bottom of the scale, inf as the top."""
+        if not len(columns):
+            return
+        lo, hi = self.levels
+        n = self.finite[columns] + self.zero[columns] + self.inf[columns]
+        s = self.total[columns] + self.zero[columns] * np.float32(lo) \
+            + self.inf[columns] * np.float32(hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s / n
+        mean[n == 0] = np.nan
+        self.values[:, columns] = mean.T
+
+    def image(self) -> np.ndarray:
+        """(layers, columns); a column without entries (the thinned-out older part)
+        shows the last column before it that has some."""
+        cols = self.cols
+        has = self.entries[:cols] > 0
+        if has.all():
+            return self.values[:, :cols].copy()
+        src = np.maximum.accumulate(np.where(has, np.arange(cols), -1))
+        out = self.values[:, np.maximum(src, 0)]
+        out[:, src < 0] = np.nan
+        return out
+
+
+def read_columns(grid: _Columns | None, history, steps: np.ndarray, f: int) -> _Columns:
+    """``grid`` brought up to date with ``history`` (whose ``steps()`` are ``steps``),
+    ``f`` steps per column: only the columns whose entries changed are read and
+    recomputed, unless the grid itself changed (another run or generation of the
+    history, layers added or removed, another ``f``) or most columns did; then a new
+    grid is computed from the whole history."""
+    key = (id(history), history.generation, float(steps[0]), f, history.n_layers)
+    if grid is not None and grid.key == key:
+        columns = grid.changed_columns(steps)
+        if len(columns) > max(16, grid.cols // 2):
+            grid = None
+    if grid is None or grid.key != key:
+        grid = _Columns(key, float(steps[0]), f, history.n_layers)
+        col = grid.column_of(steps)
+        grid.update(steps, np.arange(col[-1] + 1), [(history.layer_series(HIST_DELTA), col)])
+        return grid
+    col = grid.column_of(steps)
+    begin = np.searchsorted(col, columns, side="left")
+    end = np.searchsorted(col, columns, side="right")
+    runs: list[list[int]] = []
+    for a, b in zip(begin.tolist(), end.tolist(), strict=True):
+        if runs and a == runs[-1][1]:
+            runs[-1][1] = b  # the next column's entries follow: one read
+        else:
+            runs.append([a, b])
+    grid.update(steps, columns, [(history.rows(HIST_DELTA, a, b - a), col[a:b])
+                                 for a, b in runs if b > a])
+    return grid
 
 
 class GradientHistoryView(StepAxisPanel):
@@ -94,7 +200,7 @@ class GradientHistoryView(StepAxisPanel):
         self.image_data = np.zeros((0, 0), np.float32)
         self.steps_per_column = 1
         self._x_range = None
-        self._log_cache = None  # (history key, steps, log10|delta|, zero) of the last read
+        self._columns: _Columns | None = None  # the heatmap's columns, kept between frames
         self._init_step_axis()  # the step axis fits the last step once steps pause
         self._shown = {}  # what the axes and colour bar show: only re-set when it changes
 
@@ -129,7 +235,7 @@ class GradientHistoryView(StepAxisPanel):
 
     def _on_structure_changed(self, spec) -> None:
         self._version = None  # rows were added or removed: re-read
-        self._log_cache = None
+        self._columns = None
 
     def _max_columns(self) -> int:
         width = int(self.plot.getPlotItem().getViewBox().width())
@@ -141,7 +247,8 @@ class GradientHistoryView(StepAxisPanel):
             return
         self._stack.setCurrentIndex(1)
         now = time.perf_counter()
-        if not force and self.controller.is_playing and now - self._last_time < 1.0 / PLAY_HZ:
+        playing = self.controller.is_playing
+        if not force and playing and now - self._last_time < 1.0 / PLAY_HZ:
             return
         with self.controller.locked() as sim:
             history = sim.history
@@ -152,97 +259,55 @@ class GradientHistoryView(StepAxisPanel):
             self._history_id, self._version = id(history), history.version
             self._last_time = now
             steps = history.steps()
-            key = (id(history), history.generation)
-            old, start = self._kept_rows(key, steps)
-            new = history.layer_series(HIST_DELTA, start)  # fancy-indexed: already a copy
-        logs, zero = self._logs(key, steps, old, new)
-        self._draw(steps, logs, self.controller.is_playing, zero)
+            n_layers = history.n_layers
+            if len(steps) and n_layers:
+                self._step_axis(steps, playing)
+                self._read(history, steps)
+        if len(steps) and n_layers:
+            self._draw(steps)
+        else:
+            self._draw_empty(n_layers)
 
-    def _kept_rows(self, key, steps: np.ndarray):
-        """Which of ``steps`` were read before (their logs are kept): (their places in
-        the kept logs, or None to read everything; how many leading steps they are)."""
-        cache = self._log_cache
-        if cache is None or cache[0] != key or not len(steps) or not len(cache[1]):
-            return None, 0
-        kept_steps = cache[1]
-        start = int(np.searchsorted(steps, kept_steps[-1], side="right"))
-        idx = np.searchsorted(kept_steps, steps[:start])
-        if np.any(idx >= len(kept_steps)) or not np.array_equal(kept_steps[idx], steps[:start]):
-            return None, 0
-        return idx, start
+    def _step_axis(self, steps: np.ndarray, playing: bool) -> None:
+        """The step axis grows in nice spans ahead of the data (fewer re-layouts) and
+        ends at the last step once play stops."""
+        first, last = float(steps[0]), float(steps[-1])
+        self._x_range = (C.fit_steps(first - 0.5, last + 0.5) if self._fit_last and not playing
+                         else C.step_range(self._x_range, first - 0.5, last + 0.5))
+        self._fit_last = False
 
-    def _logs(self, key, steps, old, new: np.ndarray):
-        """log10 |delta| (NaN where not measured or exactly zero) and where it is zero,
-        for every entry: the kept rows' logs and the new rows' computed now. Rows of a
-        history never change until ``History.generation`` moves, so each row's log is
-        taken once, not at every frame."""
-        logs = new.astype(np.float32, copy=False)  # layer_series hands out a copy
-        np.abs(logs, out=logs)
-        zero = logs == 0
-        logs[zero] = np.nan  # no log of 0, and out of the min and max
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.log10(logs, out=logs)
-        if old is not None:
-            _, _, kept_logs, kept_zero = self._log_cache
-            logs = np.concatenate([kept_logs[old], logs])
-            zero = np.concatenate([kept_zero[old], zero])
-        self._log_cache = (key, steps, logs, zero)
-        return logs, zero
+    def _read(self, history, steps: np.ndarray) -> None:
+        """Bring the columns up to date with ``history`` (under its lock), about one
+        column per pixel of the step axis."""
+        x0, x1 = self._x_range
+        f = max(1, math.ceil((x1 - x0) / self._max_columns()))
+        self._columns = read_columns(self._columns, history, steps, f)
 
-    def _draw(self, steps: np.ndarray, logs: np.ndarray, playing: bool = False,
-              zero: np.ndarray | None = None) -> None:
-        """``logs``: log10 |delta| per (step, layer), NaN where not measured or zero;
-        ``zero`` marks the exact zeros (drawn at the bottom of the scale)."""
-        n_layers = logs.shape[1] if logs.ndim == 2 else 0
+    def _draw_empty(self, n_layers: int) -> None:
         pi = self.plot.getPlotItem()
-        if len(steps) == 0 or n_layers == 0:
-            self.image.clear()
-            self.image_data = np.zeros((n_layers, 0), np.float32)
-            self._empty.show()
-            self._empty.setPos(0.5, 0.5)
-            self._x_range = None
-            self._set("x", (0.0, 1.0), lambda r: pi.setXRange(*r, padding=0))
-            self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
-            return
+        self.image.clear()
+        self.image_data = np.zeros((n_layers, 0), np.float32)
+        self._columns = None
+        self._empty.show()
+        self._empty.setPos(0.5, 0.5)
+        self._x_range = None
+        self._set("x", (0.0, 1.0), lambda r: pi.setXRange(*r, padding=0))
+        self._set("y", (0.0, 1.0), lambda r: pi.setYRange(*r, padding=0))
+
+    def _draw(self, steps: np.ndarray) -> None:
+        grid = self._columns
+        n_layers = grid.n_layers
+        pi = self.plot.getPlotItem()
         self._empty.hide()
-        if zero is None:
-            zero = np.zeros(logs.shape, bool)
-        # (steps, layers) throughout: a 5000-step history of 200 layers is a million
-        # values, and every pass (and new array) over them counts
-        with np.errstate(invalid="ignore"):
-            lo, hi = np.fmin.reduce(logs, axis=None), np.fmax.reduce(logs, axis=None)
-        if not (math.isfinite(lo) and math.isfinite(hi)):  # diverged (inf) or nothing measured
-            finite = logs[np.isfinite(logs)]
-            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
-        lo, hi = math.floor(lo), math.ceil(hi)
-        if hi <= lo:
-            hi = lo + 1
-        # exact zeros sit at the bottom of the scale, inf (diverged) at the top; NaN (not
-        # measured) stays transparent
-        logs = np.clip(logs, lo, hi)  # a new array: the logs are kept for the next frame
-        logs[zero] = lo
+        lo, hi = grid.levels
         first, last = float(steps[0]), float(steps[-1])
         span = max(last - first + 1.0, 1.0)
-        # the step axis grows in nice spans ahead of the data (fewer re-layouts) and
-        # ends at the last step once play stops
-        x = (C.fit_steps(first - 0.5, last + 0.5) if self._fit_last and not playing
-             else C.step_range(self._x_range, first - 0.5, last + 0.5))
-        self._fit_last = False
-        if x != self._x_range:
-            self._x_range = x
-        x0, x1 = self._x_range
-        # about one column per pixel of the part of the plot the steps cover
-        cols = max(64, int(self._max_columns() * min(1.0, span / (x1 - x0))))
-        if len(steps) == span:  # one entry per step
-            img, f = squeeze_steps(logs, cols)
-        else:  # the older part is thinned out: put every entry at its own step
-            cols = min(cols, int(span))
-            img = resample_steps(logs, steps, first, span, cols)
-            f = math.ceil(span / cols)
-        img = np.ascontiguousarray(img.T)  # (layers, columns): the image's rows are layers
+        img = grid.image()  # (layers, columns): the image's rows are layers
         self.image_data = img
-        self.steps_per_column = f
+        self.steps_per_column = grid.f
         self.image.setImage(img, levels=(lo, hi), autoLevels=False)
+        # the columns fill the steps from the first to the last: the last column may
+        # hold fewer than f steps so far, under a pixel's worth of stretch
         self.image.setRect(QRectF(first - 0.5, 0.5, span, float(n_layers)))
         self._set("levels", (lo, hi), self.colorbar.setLevels)
         self._set("ticks", n_layers, lambda n: pi.getAxis("left").setTicks(
