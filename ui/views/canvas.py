@@ -587,6 +587,7 @@ class NetworkCanvas(pg.GraphicsView):
         self._unit_start: np.ndarray = np.zeros(1, np.int64)
         self._gaps: list[tuple[np.ndarray, np.ndarray]] = []
         self._gap_flat: list[np.ndarray] = []
+        self._edge_flat: np.ndarray | None = None
         # skip (i, j) -> its row in _arc_pts (n_skips, samples, 2) and _arc_proj
         self._arcs: dict[tuple[int, int], int] = {}
         self._arc_pts = np.zeros((0, ARC_SAMPLES, 2))
@@ -734,6 +735,7 @@ class NetworkCanvas(pg.GraphicsView):
         m = int(np.clip(math.isqrt(max(EDGE_BUDGET // max(n_gaps, 1), 1)), 2, MAX_SHOWN_UNITS))
         self._gaps = []
         self._gap_flat = []  # per gap: the drawn connections' flat indices into dL/dW_k
+        self._edge_flat = None  # the same, into all dL/dW_k end to end (made when needed)
         segs = []
         for k in range(1, n_cols):
             a = _spread(len(self._samples[k - 1]), m)
@@ -930,14 +932,32 @@ class NetworkCanvas(pg.GraphicsView):
     def _edge_values(self, snapshot) -> np.ndarray:
         parts = []
         grads = snapshot.weight_grads
+        if len(grads) == len(self._gaps) and self._gaps:
+            # W_k is (widths[k-1], widths[k]), row-major: all layers' drawn entries at once
+            flat = self._edge_index()
+            if flat is not None:
+                return np.abs(np.concatenate([np.ravel(g) for g in grads])[flat])
         for k, (si, dj) in enumerate(self._gaps, start=1):
-            if len(grads) == len(self._gaps):  # W_k is (widths[k-1], widths[k]), row-major
+            if len(grads) == len(self._gaps):
                 parts.append(np.abs(np.take(grads[k - 1], self._gap_flat[k - 1])))
             else:  # too large to copy: the layer's RMS entry stands for every connection
                 w_in, w_out = self._spec.widths[k - 1], self._spec.widths[k]
                 rms = float(snapshot.grad_norm[k - 1]) / math.sqrt(w_in * w_out)
                 parts.append(np.full(len(si) * len(dj), rms))
         return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _edge_index(self) -> np.ndarray | None:
+        """The drawn connections' indices into all dL/dW_k laid end to end (None when
+        there are too many weights to gather them in one array)."""
+        if self._edge_flat is None:
+            widths = self._spec.widths
+            sizes = [widths[k - 1] * widths[k] for k in range(1, len(widths))]
+            if sum(sizes) > 4_000_000:
+                return None
+            starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+            self._edge_flat = np.concatenate(
+                [flat + start for flat, start in zip(self._gap_flat, starts, strict=True)])
+        return self._edge_flat
 
     def _place_selection(self) -> None:
         k = self.controller.selected_layer
