@@ -173,7 +173,7 @@ def test_flow_prediction_line_is_anchored_at_the_output(qtbot, qapp, spec):
         view = _show(qtbot, GradientFlowView(c), (520, 320))
         c.step()
         snap = c.snapshot
-        x, y = view.prediction_line()  # as drawn: the line is shifted to its anchor
+        x, y = view.prediction.getData()
         n = spec.depth + 1
         np.testing.assert_array_equal(x, np.arange(1, n + 1))
         ratio = mean_field(spec).predicted_ratio

@@ -83,8 +83,6 @@ class GradientFlowView(Panel):
         self._labels = 0  # layer numbers the axis may show
         self._range = None  # (x, y) ranges shown: a new one re-lays out the axes
         self._floor_marks = None  # (layers without a finite norm, floor) drawn
-        self._shape_of, self._shape = None, None  # the prediction's log10 ratios, per theory
-        self._prediction_drawn = None  # the shape the prediction line holds, shifted
 
         self._buttons = {}
         bar = QHBoxLayout()
@@ -216,8 +214,9 @@ class GradientFlowView(Panel):
         pred = None
         if (self.mode == "delta" and mf is not None and len(mf.predicted_ratio) == n
                 and finite[-1] and snapshot.spec.depth > 0):
-            base = self._prediction_shape(mf)
-            pred = logs[-1] + base  # the line's shape is fixed; the output anchors it
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                pred = logs[-1] + np.log10(np.asarray(mf.predicted_ratio, dtype=np.float64))
+            pred[~np.isfinite(pred)] = np.nan
         shown = logs[finite]
         if pred is not None and np.isfinite(pred).any():
             shown = np.concatenate([shown, pred[np.isfinite(pred)]])
@@ -259,22 +258,10 @@ class GradientFlowView(Panel):
                     if sample.item is self.prediction:
                         label.setText("mean-field prediction" if plain
                                       else "mean field without skips / BN")
-            if not np.any(pred < lo):
-                # only the anchor moved: shift the line (its points, symbols and path
-                # are not rebuilt every frame)
-                if self._prediction_drawn is not base:
-                    self._prediction_drawn = base
-                    self.prediction.setData(x, base)
-                self.prediction.setPos(0.0, float(logs[-1]))
-            else:  # clipped at the bottom of the plot
-                self._prediction_drawn = None
-                self.prediction.setData(x, np.clip(pred, lo, None))
-                self.prediction.setPos(0.0, 0.0)
+            self.prediction.setData(x, np.clip(pred, lo, None))
             self.prediction.show()
         else:
-            self._prediction_drawn = None
             self.prediction.setData([], [])
-            self.prediction.setPos(0.0, 0.0)
             self.prediction.hide()
         self._set_legend_visible(pred is not None)
         if 1 <= hi_layer <= n:
@@ -305,23 +292,6 @@ class GradientFlowView(Panel):
         tip = "\n".join(f"\u2022 {c}" for c in caveats)
         if self._caveat.toolTip() != tip:
             self._caveat.setToolTip(tip)
-
-    def _prediction_shape(self, mf) -> np.ndarray:
-        """log10 of the mean-field ratios ||delta_k|| / ||delta_out|| (NaN where not
-        finite), computed once per prediction."""
-        if self._shape_of is not mf:
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                shape = np.log10(np.asarray(mf.predicted_ratio, dtype=np.float64))
-            shape[~np.isfinite(shape)] = np.nan
-            self._shape_of, self._shape = mf, shape
-        return self._shape
-
-    def prediction_line(self) -> tuple[np.ndarray, np.ndarray]:
-        """The prediction line as drawn, in the plot's coordinates: (layer, log10)."""
-        x, y = self.prediction.getData()
-        if x is None:
-            return np.zeros(0), np.zeros(0)
-        return np.asarray(x), np.asarray(y) + self.prediction.pos().y()
 
     TICK_LABEL_PX = 30  # room for one layer number ("out", "30") and a gap
 
