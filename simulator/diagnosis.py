@@ -189,7 +189,8 @@ def saturated_fraction(spec: NetworkSpec, snapshot: Snapshot) -> np.ndarray:
         # the core marks a layer whose forward pass has run with a finite fraction
         if layer.activation not in _MAX_SLOPE or not math.isfinite(ok):
             continue
-        shape = np.shape(acts[i])
+        a = acts[i]
+        shape = a.shape if isinstance(a, np.ndarray) else np.shape(a)
         if len(shape) == 2 and shape[0] and shape[1]:
             key = (layer.activation, shape[0])
             groups.setdefault(key, []).append(i)
@@ -289,9 +290,12 @@ def _measure(spec, snapshot, history, training, baseline, previous) -> _Measures
     last_update = _values(snapshot.update_ratio, n)
     measured = True
     if upd_rows is not None and np.isfinite(upd_rows).any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-            step_ratio = np.nanmedian(upd_rows, axis=0)
+        if not np.isnan(upd_rows).any():
+            step_ratio = np.median(upd_rows, axis=0)  # nothing to leave out: quicker
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+                step_ratio = np.nanmedian(upd_rows, axis=0)
     elif np.isfinite(last_update).any():
         step_ratio = last_update
     else:
