@@ -114,31 +114,33 @@ LATENCY_TARGET_MS = 50.0
 PROBE_KEY = Qt.Key.Key_F35
 NOTES = [
     "**What keeps a frame short** (ui/views, ui/controller.py). Each plot's ranges are set "
-    "by its view, and only when they change: the step axes grow in nice spans ahead of "
-    "the data, the loss and histogram axes move only when the data leaves them (a new "
-    "range re-lays out and re-renders an axis; pyqtgraph's auto-range also changed them "
-    "while painting, which painted twice). Axes are drawn from cached pixmaps (an axis "
-    "under a grid otherwise replays its text whenever the plot repaints). Long curves are "
-    "downsampled to one min/max pair per pixel and drawn 1 px wide (wider lines go "
-    "through Qt's stroker); the held-out dots give way to the line beyond 120 points. "
-    "The gradient history is computed in place, in the (steps, layers) layout, over up "
-    "to half a million values. The flow bars need no brush per bar; the canvas labels "
-    "cache their text widths. The decision boundary spends 1.5 ms per snapshot and draws "
-    "a finer grid once the snapshots stop for 0.25 s. Labels whose numbers change every "
-    "step no longer re-lay out the main window (fixed-size status labels; the diagnosis "
-    "and inspector numbers in boxes that stop the layout request). A panel in a tab that "
-    "is not shown, or in a closed dock, draws nothing until shown.",
+    "by its view, and only when they change: the step axes grow in nice spans ahead of the "
+    "data, the loss and histogram axes move only when the data leaves them (a new range "
+    "re-lays out and re-renders an axis; pyqtgraph's auto-range also changed them while "
+    "painting, which painted twice). Axes are drawn from cached pixmaps (an axis under a "
+    "grid otherwise replays its text whenever the plot repaints). Long curves are "
+    "downsampled to one min/max pair per pixel and drawn 1 px wide (wider lines go through "
+    "Qt's stroker); the held-out dots give way to the line beyond 120 points. The gradient "
+    "history keeps its columns (about one per pixel, on a grid fixed to the step axis) from"
+    " frame to frame and recomputes only those whose steps changed: the new step's and the "
+    "one the history dropped or thinned out. The flow bars need no brush per bar; the "
+    "canvas labels cache their text widths. The decision boundary spends 1.5 ms per "
+    "snapshot and draws a finer grid once the snapshots stop for 0.25 s. Labels whose "
+    "numbers change every step no longer re-lay out the main window (fixed-size status "
+    "labels; the diagnosis and inspector numbers in boxes that stop the layout request). A "
+    "panel in a tab that is not shown, or in a closed dock, draws nothing until shown.",
     "**Playing.** The docked panels draw one per turn of the event loop, so a key press "
     "waits for one panel, not all of them. In fast mode the worker makes a snapshot only "
-    "when the GUI has taken the last one, hands the lock to a waiting GUI thread between "
-    "5 ms chunks, and the GUI draws only as often as keeps its own CPU time within "
-    "`FAST_GUI_SHARE` (15% with two CPUs, where drawing competes with training; 50% "
-    "with more).",
-    "**What the long history costs.** With 5000 steps recorded, the loss, history and "
-    "diagnosis panels redraw from the whole history every step: the history view copies "
-    "and transforms steps x layers values (`History.layer_series`), and "
-    "`simulator.diagnosis.diagnose` reads the history too (about 2 ms for 100 layers); "
-    "see the per-panel table.",
+    "when the GUI has taken the last one, hands the lock to a waiting GUI thread between 5 "
+    "ms chunks, and the GUI draws only as often as keeps its own CPU time within "
+    "`FAST_GUI_SHARE` (15% with two CPUs, where drawing competes with training; 50% with "
+    "more).",
+    "**What the long history costs.** With 5000 steps recorded, the loss panel redraws its "
+    "curves from the whole history every step (a few scalars per step); the history view "
+    "reads only the rows of the columns that changed, and the diagnosis only the last "
+    "`WINDOW` (20) rows. The diagnosis (`simulator.diagnosis.diagnose`) runs once per new "
+    "snapshot and history, not again when the same snapshot is drawn again; see the "
+    "per-panel table.",
 ]
 
 
