@@ -58,6 +58,14 @@ from .commands import EditCommand, Editor
 
 COLOR_A = "#4c9be8"
 COLOR_B = "#f28e2b"
+LOSS_TITLE = (f"Training loss: <span style='color: {COLOR_A}'>\u2014 A</span> "
+              f"<span style='color: {COLOR_B}'>\u2014 B</span>")
+RECON_HINT_NONE = ("B is not pretrained in this comparison, so there is no reconstruction "
+                   "loss to draw. \u201cPretrain B layer by layer\u2026\u201d above starts "
+                   "it; each layer's loss is then drawn here.")
+RECON_HINT_WAITING = ("Nothing pretrained yet. Press Step or Play: B is pretrained one layer "
+                      "at a time first (A waits), and each layer's reconstruction loss is "
+                      "drawn here.")
 PLAY_RATE = 10.0  # iterations per second when playing (animated)
 MICRO_RATE = 12.0  # micro-steps per second when animating micro-steps
 FAST_CHUNK_SECONDS = 0.005  # worker: training time per lock hold, the longest a click waits
@@ -526,10 +534,10 @@ class CompareWindow(QMainWindow):
                                              pen=pg.mkPen("#ffffff", width=2))
         for item in (self.pretrain_mark, self.bars_a, self.bars_b):
             self.flow_plot.addItem(item)
-        self.loss_plot = pg.PlotWidget(title="Training loss")
+        # the key to the curves is in the title: a legend inside the plot covered them
+        self.loss_plot = pg.PlotWidget(title=LOSS_TITLE)
         self.loss_plot.setObjectName("compare_loss")
         self.loss_plot.setLabel("bottom", "step")
-        self.loss_plot.addLegend(offset=(-10, 10))
         self.loss_a = self.loss_plot.plot(pen=pg.mkPen(COLOR_A, width=2), name="A loss")
         self.loss_b = self.loss_plot.plot(pen=pg.mkPen(COLOR_B, width=2), name="B loss")
         self.acc_plot = pg.PlotWidget(title="Training accuracy")
@@ -549,7 +557,16 @@ class CompareWindow(QMainWindow):
             p.setClipToView(True)
         plots.addWidget(self.flow_plot, 0, 0)
         plots.addWidget(self.loss_plot, 0, 1)
-        plots.addWidget(self.recon_plot, 1, 0)
+        # until B has a reconstruction loss to draw, a line saying why there is none
+        self.recon_hint = QLabel()
+        self.recon_hint.setObjectName("compare_recon_hint")
+        self.recon_hint.setWordWrap(True)
+        self.recon_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.recon_hint.setStyleSheet("color: #9aa3b5; padding: 12px;")
+        self.recon_stack = QStackedWidget()
+        self.recon_stack.addWidget(self.recon_plot)
+        self.recon_stack.addWidget(self.recon_hint)
+        plots.addWidget(self.recon_stack, 1, 0)
         plots.addWidget(self.acc_plot, 1, 1)
         first = QWidget()
         first.setLayout(plots)
@@ -843,9 +860,25 @@ class CompareWindow(QMainWindow):
                 self.recon_plot.plot(pen=pg.mkPen(pg.intColor(k, hues=max(len(hist), 2)),
                                                   width=2), name=f"layer {k + 1}")
                 for k in range(len(hist))]
+        drawn = False
         for curve, h in zip(self.recon_curves, hist, strict=True):
             ok = np.isfinite(h) & (h > 0)
             curve.setData(np.arange(len(h))[ok], h[ok])
+            drawn = drawn or bool(ok.any())
+        if drawn:
+            self.recon_stack.setCurrentWidget(self.recon_plot)
+            return
+        pre = frame.pretrain
+        if pre is None:
+            text = RECON_HINT_NONE
+        elif pre.divergence is not None:
+            text = ("B's pretraining stopped before any finite reconstruction loss was "
+                    "recorded: " + pre.divergence.message)
+        else:
+            text = RECON_HINT_WAITING
+        if self.recon_hint.text() != text:
+            self.recon_hint.setText(text)
+        self.recon_stack.setCurrentWidget(self.recon_hint)
 
     def _draw_diagnosis(self, frame: CompareFrame) -> None:
         if self.driver.is_playing and self.driver.mode == "fast":
