@@ -1,7 +1,8 @@
 """The network canvas: layers as columns of units, connections, skip links as arcs.
 
 Data coordinates: layer k (0 = input, L+1 = output) sits at x = k; its units
-at y in [-1, 1]; skip arcs rise from y = ARC_BASE. Everything that changes every
+at y in [-1, 1]; skip arcs rise from y = ARC_BASE, or from higher up when the
+layer names (drawn in pixels) reach above it. Everything that changes every
 frame (unit colours, connection colours, highlight, dimming, numbers) is
 updated in place on a fixed set of items; the items themselves are rebuilt
 only when the structure changes.
@@ -593,6 +594,7 @@ class NetworkCanvas(pg.GraphicsView):
         self._arc_pts = np.zeros((0, ARC_SAMPLES, 2))
         self._arc_proj = np.zeros(0, bool)
         self._arc_keys: list[tuple[int, int]] = []
+        self._arc_base = ARC_BASE  # data y of the arcs' feet: above the layer names
         self._press: tuple[int, QPoint] | None = None
         self._dragging = False
         self._menu: QMenu | None = None
@@ -665,6 +667,9 @@ class NetworkCanvas(pg.GraphicsView):
         self._subs.connect(controller.ready, self._on_ready_changed)
         self._auto_fit = True  # until the user zooms or pans, resizing keeps it all in view
         self.vb.sigRangeChangedManually.connect(self._on_range_changed_manually)
+        # the arcs rise from above the layer names, whose height is in pixels: a zoom or
+        # a resize moves their feet
+        self.vb.sigRangeChanged.connect(self._place_arcs_above_names)
         if controller.snapshot is not None:
             self._rebuild(controller.snapshot.spec)
             self.fit()
@@ -762,20 +767,60 @@ class NetworkCanvas(pg.GraphicsView):
         self._dim.set_area(rect)
         self._dim.set_rects([])
         self._place_selection()
+        self._place_arcs_above_names()  # the names may be longer now
 
     def _top(self) -> float:
         if self._spec is None or not self._spec.skips:
             return ARC_BASE
+        return self._arc_base + self._arcs_extent()
+
+    def _arcs_extent(self) -> float:
+        """How far the arcs (and the note about arcs not drawn) reach above their feet,
+        in data units (0 without skips)."""
+        if self._spec is None or not self._spec.skips:
+            return 0.0
         longest = max(j - i for i, j in self._arc_keys) if self._arc_keys else 1
-        top = ARC_BASE + _arc_height(longest) + 0.15
-        return top + 0.35 if self._arcs_not_drawn else top  # room for the note
+        extent = _arc_height(longest) + 0.15
+        return extent + 0.35 if self._arcs_not_drawn else extent  # room for the note
+
+    def _names_height(self, spacing: float) -> float:
+        """Pixels the layer names (and BN badges) take above the units, with a small
+        gap, when the columns are ``spacing`` pixels apart: flat when they fit side by
+        side, else upright and as tall as the longest."""
+        labels = self._labels
+        fm = QFontMetricsF(labels.font)
+        if not labels.headers or spacing >= labels._widest + 8:
+            return 2 * fm.height() + 12
+        return max(fm.horizontalAdvance(t) for t in labels.vertical_texts) + 14
+
+    def _arc_base_for(self, spacing: float, scale: float) -> float:
+        """Where the arcs' feet go (data y) at ``spacing`` pixels per layer and ``scale``
+        pixels per data unit up: ARC_BASE, or higher when the names reach above it."""
+        if scale <= 0:
+            return ARC_BASE
+        return max(ARC_BASE, COL_HALF + self._names_height(spacing) / scale)
+
+    def _place_arcs_above_names(self, *_) -> None:
+        """Move the arcs' feet above the layer names for the view's current scale (the
+        names are drawn in pixels, the arcs in data units)."""
+        if self._spec is None or not self._spec.skips:
+            return
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        w, h = self.vb.width(), self.vb.height()
+        if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
+            return
+        base = self._arc_base_for(w / (x1 - x0), h / (y1 - y0))
+        if abs(base - self._arc_base) > 1e-3 * max(abs(base), 1.0):
+            self._arc_base = base
+            self._set_arcs(self._spec)
 
     def _arc_points(self, i: float, j: float, h: float) -> np.ndarray:
         t = np.linspace(0.0, 1.0, ARC_SAMPLES)[:, None]
-        p0 = np.array([i, ARC_BASE])
-        p1 = np.array([i, ARC_BASE + h * 4 / 3])
-        p2 = np.array([j, ARC_BASE + h * 4 / 3])
-        p3 = np.array([j, ARC_BASE])
+        base = self._arc_base
+        p0 = np.array([i, base])
+        p1 = np.array([i, base + h * 4 / 3])
+        p2 = np.array([j, base + h * 4 / 3])
+        p3 = np.array([j, base])
         return ((1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2
                 + t ** 3 * p3)
 
@@ -800,18 +845,19 @@ class NetworkCanvas(pg.GraphicsView):
             i, j = ij[:, 0:1], ij[:, 1:2]
             h = np.minimum(0.35 + 0.3 * np.log2(np.maximum(j - i, 1.0)), 1.9)  # _arc_height
             t = np.linspace(0.0, 1.0, samples)[None, :]
-            top = ARC_BASE + h * 4 / 3
+            base = self._arc_base
+            top = base + h * 4 / 3
             # the cubic Bezier of _arc_points, for every skip at once
             a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
             x = (a + b) * i + (c + d) * j
-            y = (a + d) * ARC_BASE + (b + c) * top
+            y = (a + d) * base + (b + c) * top
             self._arc_pts = np.stack([x, y], axis=-1)
             self._arc_proj = np.array([spec.skip_needs_projection(k) for k in skips], bool)
         self._identity_arcs.set_arcs(self._arc_pts[~self._arc_proj])
         self._projection_arcs.set_arcs(self._arc_pts[self._arc_proj])
         if hidden:
             self._arc_note.setText(f"{len(skips):,} of {len(spec.skips):,} skip links drawn")
-            self._arc_note.setPos(-0.5, ARC_BASE + 2.2)
+            self._arc_note.setPos(-0.5, self._arc_base + 2.2)
         self._arc_note.setVisible(bool(hidden))
 
     def fit(self) -> None:
@@ -827,23 +873,24 @@ class NetworkCanvas(pg.GraphicsView):
         """The y range that shows the units, the skip arcs, and the layer texts in full:
         the texts are drawn in pixels above and below the units, so on a short canvas
         the units get less height until the texts fit (within reason)."""
-        lo_pad, hi_pad = 0.75, self._top() + 0.1 - COL_HALF  # data units below / above
+        arcs = self._arcs_extent()  # the arcs stand on top of the names
+        lo_pad, hi_pad = 0.75, ARC_BASE + arcs + 0.1 - COL_HALF  # data units below / above
         h, w = self.vb.height(), self.vb.width()
         labels = self._labels
         if h <= 0 or w <= 0 or not labels.headers:
             return -COL_HALF - lo_pad, COL_HALF + hi_pad
         fm = QFontMetricsF(labels.font)
         spacing = w / max(n - 1 + 1.6, 1.0)
+        need_top = self._names_height(spacing)
         if spacing >= labels._widest + 8:  # texts lie flat: a couple of lines each side
-            need_top, need_bottom = 2 * fm.height() + 12, 3 * fm.height() + 16
+            need_bottom = 3 * fm.height() + 16
         else:  # upright: as long as the longest text
-            need_top = max(fm.horizontalAdvance(t) for t in labels.vertical_texts) + 14
             need_bottom = fm.horizontalAdvance("\u2016a\u2016 8.8e-88") + 14
         span = 2 * COL_HALF
         s0 = h / (lo_pad + span + hi_pad)  # pixels per data unit without the texts
         scale = s0
         for _ in range(8):  # settles in a few rounds
-            top_pad = max(hi_pad, need_top / scale)
+            top_pad = max(hi_pad, need_top / scale + (arcs + 0.1 if arcs else 0.0))
             bottom_pad = max(lo_pad, need_bottom / scale)
             scale = max(h / (top_pad + span + bottom_pad), 0.35 * s0)
         bottom = -COL_HALF - max(lo_pad, need_bottom / scale)
@@ -1023,7 +1070,7 @@ class NetworkCanvas(pg.GraphicsView):
         if not 0 <= k < self.n_columns:
             return None
         tol = min(0.5, max(0.3, 8.0 / self._px_per_layer()))
-        if abs(d.x() - k) > tol or not -COL_HALF - 0.7 <= d.y() <= ARC_BASE - 0.05:
+        if abs(d.x() - k) > tol or not -COL_HALF - 0.7 <= d.y() <= self._arc_base - 0.05:
             return None
         return k
 
@@ -1123,7 +1170,7 @@ class NetworkCanvas(pg.GraphicsView):
         # inside the part of the view that is shown: without skips yet, the room above
         # the layers where arcs go is off the top, and the band showed as two ticks
         view_top = self.vb.viewRange()[1][1]
-        base = min(ARC_BASE, view_top - 0.1)
+        base = min(self._arc_base, view_top - 0.1)
         y1 = base if valid else d.y()
         room = view_top - max(y1, base) - 0.05
         h = max(min(_arc_height(int(abs(x1 - k0)) or 1), room), 0.05)
