@@ -38,28 +38,42 @@ def column_sums(raw: np.ndarray, cols: np.ndarray):
     layer), the smallest and largest finite log over all its layers (+inf / -inf when
     none)). A column's sums are the same whichever other columns are computed with it,
     so recomputing only the columns that changed gives a from-scratch result."""
-    m = len(cols)
+    m, n_layers = raw.shape
     starts = np.flatnonzero(np.diff(cols, prepend=-1))
     used = cols[starts]
     entries = np.diff(np.append(starts, m))
-    a = np.abs(raw.astype(np.float32, copy=False))
+    shape = (len(starts), n_layers)
+    # one array of m x n_layers, worked in place: a history's worth is a million values
+    logs = np.abs(raw, dtype=np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.log10(a)  # 0 -> -inf, inf -> inf, NaN (not measured) stays NaN
+        np.log10(logs, out=logs)  # 0 -> -inf, inf -> inf, NaN (not measured) stays NaN
     finite = np.isfinite(logs)
-    total = np.add.reduceat(np.where(finite, logs, 0), starts, axis=0, dtype=np.float32)
-    counts = [np.add.reduceat(mask, starts, axis=0).astype(np.float32)
-              for mask in (finite, a == 0, np.isposinf(a))]
-    lo = np.minimum.reduceat(np.where(finite, logs, np.inf), starts, axis=0).min(axis=1)
-    hi = np.maximum.reduceat(np.where(finite, logs, -np.inf), starts, axis=0).max(axis=1)
-    return used, entries, total, *counts, lo, hi
+    none = np.zeros(shape, np.float32)
+    if finite.all():  # the usual case, and the quick one: nothing to leave out
+        total = np.add.reduceat(logs, starts, axis=0, dtype=np.float32)
+        count = np.repeat(entries.astype(np.float32)[:, None], n_layers, axis=1)
+        zero = inf = none
+        row_lo, row_hi = logs.min(axis=1), logs.max(axis=1)
+    else:
+        row_lo = np.min(logs, axis=1, where=finite, initial=np.inf)
+        row_hi = np.max(logs, axis=1, where=finite, initial=-np.inf)
+        count = np.add.reduceat(finite, starts, axis=0, dtype=np.float32)
+        # the exact zeros (log10 = -inf) and the infinite values
+        zero, inf = (np.add.reduceat(at, starts, axis=0, dtype=np.float32) if at.any() else none
+                     for at in (logs == -np.inf, logs == np.inf))
+        np.copyto(logs, np.float32(0), where=~finite)
+        total = np.add.reduceat(logs, starts, axis=0, dtype=np.float32)
+    lo, hi = np.minimum.reduceat(row_lo, starts), np.maximum.reduceat(row_hi, starts)
+    return used, entries, total, count, zero, inf, lo, hi
 
 
 class _Columns:
     """The heatmap's columns on a fixed grid: column c holds steps ``first + c * f``
     to ``first + (c + 1) * f - 1``. Between frames only the columns whose entries
-    changed (new steps, and steps the history dropped or thinned out) are recomputed,
-    and only the changed columns' colours are re-mapped; everything shown is what a
-    from-scratch computation of the same history gives."""
+    changed (new steps, and steps the history dropped or thinned out) are recomputed
+    (all of them when the colour scale moves: exact zeros and inf are drawn at its
+    ends); everything shown is what a from-scratch computation of the same history
+    gives."""
 
     def __init__(self, key, first: float, f: int, n_layers: int):
         self.key, self.first, self.f, self.n_layers = key, first, f, n_layers
@@ -166,6 +180,15 @@ def read_columns(grid: _Columns | None, history, steps: np.ndarray, f: int) -> _
     recomputed, unless the grid itself changed (another run or generation of the
     history, layers added or removed, another ``f``) or most columns did; then a new
     grid is computed from the whole history."""
+    grid, columns, parts = read_rows(grid, history, steps, f)
+    grid.update(steps, columns, parts)
+    return grid
+
+
+def read_rows(grid: _Columns | None, history, steps: np.ndarray, f: int):
+    """The reading half of ``read_columns`` (all of it that needs the simulation's lock):
+    (the grid to update, or a new one; the columns to recompute; (rows, their columns)
+    read for them). ``grid.update(steps, columns, parts)`` then needs no lock."""
     key = (id(history), history.generation, float(steps[0]), f, history.n_layers)
     if grid is not None and grid.key == key:
         columns = grid.changed_columns(steps)
@@ -174,8 +197,7 @@ def read_columns(grid: _Columns | None, history, steps: np.ndarray, f: int) -> _
     if grid is None or grid.key != key:
         grid = _Columns(key, float(steps[0]), f, history.n_layers)
         col = grid.column_of(steps)
-        grid.update(steps, np.arange(col[-1] + 1), [(history.layer_series(HIST_DELTA), col)])
-        return grid
+        return grid, np.arange(col[-1] + 1), [(history.layer_series(HIST_DELTA), col)]
     col = grid.column_of(steps)
     begin = np.searchsorted(col, columns, side="left")
     end = np.searchsorted(col, columns, side="right")
@@ -185,9 +207,8 @@ def read_columns(grid: _Columns | None, history, steps: np.ndarray, f: int) -> _
             runs[-1][1] = b  # the next column's entries follow: one read
         else:
             runs.append([a, b])
-    grid.update(steps, columns, [(history.rows(HIST_DELTA, a, b - a), col[a:b])
-                                 for a, b in runs if b > a])
-    return grid
+    return grid, columns, [(history.rows(HIST_DELTA, a, b - a), col[a:b])
+                           for a, b in runs if b > a]
 
 
 class GradientHistoryView(StepAxisPanel):
@@ -262,8 +283,12 @@ class GradientHistoryView(StepAxisPanel):
             n_layers = history.n_layers
             if len(steps) and n_layers:
                 self._step_axis(steps, playing)
-                self._read(history, steps)
+                x0, x1 = self._x_range  # about one column per pixel of the step axis
+                f = max(1, math.ceil((x1 - x0) / self._max_columns()))
+                grid, columns, parts = read_rows(self._columns, history, steps, f)
         if len(steps) and n_layers:
+            grid.update(steps, columns, parts)  # the computing, outside the lock
+            self._columns = grid
             self._draw(steps)
         else:
             self._draw_empty(n_layers)
@@ -275,13 +300,6 @@ class GradientHistoryView(StepAxisPanel):
         self._x_range = (C.fit_steps(first - 0.5, last + 0.5) if self._fit_last and not playing
                          else C.step_range(self._x_range, first - 0.5, last + 0.5))
         self._fit_last = False
-
-    def _read(self, history, steps: np.ndarray) -> None:
-        """Bring the columns up to date with ``history`` (under its lock), about one
-        column per pixel of the step axis."""
-        x0, x1 = self._x_range
-        f = max(1, math.ceil((x1 - x0) / self._max_columns()))
-        self._columns = read_columns(self._columns, history, steps, f)
 
     def _draw_empty(self, n_layers: int) -> None:
         pi = self.plot.getPlotItem()
