@@ -242,6 +242,10 @@ class ThroughTimeExportJob:
             self._writer.open()
             self._window = build_window(self._controller, exp.name)
             self._capture = FrameCapture(self._window, s.size)
+            # one unsaved render first: pyqtgraph's axes size themselves to their tick
+            # labels while painting, so the first frame would otherwise show them at a
+            # width that depends on what this process drew before (the app vs the CLI)
+            self._capture.grab()
             self._frames = ThroughTimeFrames(self._controller, s.steps, s.micro, s.every)
             self._iter = iter(self._frames)
         except BaseException:
@@ -425,3 +429,75 @@ def export_from_window(window) -> ThroughTimeExportJob | None:
     timer.timeout.connect(tick)
     timer.start(0)
     return job
+
+
+# -- File > Export animation... in the main window's time mode ---------------------------------
+
+class ThroughTimeDialogJob:
+    """``ThroughTimeExportJob`` as the export dialog's runner drives it (the interface of
+    ``ExportJob``: ``start`` raises ExportError after setting ``result``, ``step`` renders
+    one slice, ``result`` is an ``ExportResult``). Exports the through-time experiment
+    from step 0, drawn as ``main.py export`` draws it, so both write the same frames."""
+
+    def __init__(self, experiment, settings: ExportSettings):
+        self.settings = settings
+        self.job = ThroughTimeExportJob(experiment, settings)
+        self.result = None
+
+    @property
+    def frames_done(self) -> int:
+        return self.job.frames_done
+
+    @property
+    def frames_total(self) -> int:
+        return self.job.total
+
+    def cancel(self) -> None:
+        self.job.cancel()
+
+    def _fail(self, message: str) -> None:
+        from ui.export.job import ExportResult
+
+        self.result = ExportResult("failed", message, None, self.job.frames_done,
+                                   self.job.seconds)
+
+    def start(self) -> None:
+        s = self.settings
+        try:
+            out = check_destination(s.format, s.out)
+            self.job.settings = self.settings = replace(s, out=out)
+            self.job.start()
+        except (ExportError, ValueError, MemoryError) as e:
+            self._fail(str(e))
+            raise ExportError(self.result.message) from None
+        except OSError as e:
+            self._fail(describe_os_error(e, s.out))
+            raise ExportError(self.result.message) from None
+
+    def step(self, seconds: float = 0.04) -> bool:
+        from ui.export.files import MANIFEST_NAME
+        from ui.export.job import ExportResult
+
+        try:
+            more = self.job.step(seconds)
+        except OSError as e:
+            self._fail(describe_os_error(e, self.settings.out))
+            return False
+        except ExportError as e:
+            self._fail(str(e))
+            return False
+        if more:
+            return True
+        job, n = self.job, self.job.frames_done
+        if job.result is None:
+            self.result = ExportResult("cancelled", "Export cancelled; nothing was saved.",
+                                       None, n, job.seconds)
+            return False
+        warnings = ()
+        if job.diverged is not None:
+            warnings = (f"Training diverged at step {job.diverged.step}; the export stops "
+                        f"there ({n} of {job.total} frames).",)
+        extra = f" and {MANIFEST_NAME}" if self.settings.format == "png" else ""
+        self.result = ExportResult("done", f"Saved {n} frames{extra} to {job.result}.",
+                                   job.result, n, job.seconds, warnings)
+        return False
