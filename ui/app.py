@@ -493,8 +493,20 @@ class MainWindow(QMainWindow):
         depth_layout.addWidget(self.note)
         depth_layout.addWidget(self.canvas, 1)
         self.pages.addWidget(depth)
+        self.pages.currentChanged.connect(self._on_page_changed)
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
+
+    def _on_page_changed(self, index: int) -> None:
+        """Only the page on show claims room: a stack is otherwise as large as its largest
+        page, and the hidden through-time page would push the docks (and the window) out
+        of a 1280x720 screen when the depth page comes back."""
+        from PySide6.QtWidgets import QSizePolicy
+
+        for i in range(self.pages.count()):
+            policy = (QSizePolicy.Policy.Preferred if i == index
+                      else QSizePolicy.Policy.Ignored)
+            self.pages.widget(i).setSizePolicy(policy, policy)
 
     def _build_top_bar(self) -> None:
         """Learning rate and activation where they are seen at once (as in Playground):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
@@ -63,6 +63,7 @@ class TimeMode(QObject):
         self.path: str | None = None  # the through-time experiment's file
         self.clean_experiment = None  # as last opened or saved
         self._dock_state = None
+        self._window_size = None
         self._disabled: list = []  # (widget or action, its tooltip) switched off in time mode
 
         group = QActionGroup(window)
@@ -104,6 +105,7 @@ class TimeMode(QObject):
         if mode == TIME:
             w.controller.pause()
             self._dock_state = w.saveState()
+            self._window_size = w.size()
             self._ensure_built()
             for dock in w.docks.values():
                 dock.hide()
@@ -118,8 +120,15 @@ class TimeMode(QObject):
                 self.controller.pause()
             self.mode = DEPTH
             w.pages.setCurrentIndex(0)
+            # the central area's minimum is the depth page's again before the docks come
+            # back; else the dock layout is fitted around the time page and the window grows
+            w.pages.updateGeometry()
+            w.centralWidget().layout().activate()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
             if self._dock_state is not None:
                 w.restoreState(self._dock_state)
+            if self._window_size is not None and not w.isMaximized() and not w.isFullScreen():
+                w.resize(self._window_size)
             w.undo_group.setActiveStack(w.controller.undo_stack)
             self._enable_depth_controls()
         for key in ("step", "phase", "loss", "accuracy", "rate"):

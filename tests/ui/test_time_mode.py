@@ -103,6 +103,8 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     monkeypatch.setattr(time_mode.TimeMode, "_on_compiling_changed",
                         lambda self, on: (seen.append((on, self.window.compiling_label.text())),
                                           real(self, on)))
+    window.resize(1264, 680)  # a 1280x720 screen, less the window frame
+    qtbot.waitUntil(lambda: window.size().toTuple() == (1264, 680))
     c = window.controller
     c.step()
     c.step()
@@ -110,6 +112,8 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     undo_index = c.undo_stack.index()
     visible_docks = {n for n, d in window.docks.items() if d.isVisible()}
     assert visible_docks
+    size = window.size()
+    geometry = {n: window.docks[n].geometry() for n in visible_docks}
     switch = window.time_mode.switch.buttons
 
     click(qtbot, switch["time"])
@@ -128,6 +132,10 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     assert not tm.active and window.pages.currentIndex() == 0
     qtbot.waitUntil(lambda: {n for n, d in window.docks.items() if d.isVisible()}
                     == visible_docks)
+    # the dock layout and the window as they were (the time page is larger than the
+    # depth page: it must not push them about)
+    assert window.size() == size
+    assert {n: window.docks[n].geometry() for n in visible_docks} == geometry
     assert window.quick.isEnabled()
     assert c.sim.step_count == 2 and c.undo_stack.index() == undo_index
     assert c.sim.experiment.training.lr == 0.05

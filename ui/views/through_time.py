@@ -15,6 +15,7 @@ first time this window opens, never at program start.
 
 from __future__ import annotations
 
+import html
 import math
 import threading
 import time
@@ -272,8 +273,11 @@ class CellColumn(QWidget):
         self.diagnosis.setWordWrap(True)
         self.diagnosis.setStyleSheet(f"color: {C.SEVERITY['warning']};")
         self.diagnosis.setAlignment(Qt.AlignmentFlag.AlignTop)
-        # the same height in every column, so the canvases and bars line up side by side
-        self.diagnosis.setFixedHeight(3 * self.diagnosis.fontMetrics().lineSpacing() + 4)
+        # the same height in every column, so the canvases and bars line up side by side:
+        # the view sets it to what the longest text needs (ThroughTimeView._fit_diagnoses)
+        self.diagnosis.setTextFormat(Qt.TextFormat.RichText)
+        self._min_diagnosis_height = self.diagnosis.fontMetrics().lineSpacing() + 4
+        self.diagnosis.setFixedHeight(self._min_diagnosis_height)
         # the remedies of the findings, one button each; the row keeps its height when
         # empty, so the columns stay aligned whichever of them has remedies
         self.remedy_row = QWidget()
@@ -295,7 +299,7 @@ class CellColumn(QWidget):
         self.canvas.getAxis("bottom").setLabel("time step t")
         self.canvas.setMouseEnabled(False, False)
         self.canvas.setMenuEnabled(False)
-        self.canvas.setFixedHeight(130)
+        self.canvas.setFixedHeight(115)
         self.links = pg.PlotCurveItem(connect="pairs", pen=C.cosmetic_pen(C.GRID, 1.2))
         self.inputs = pg.ScatterPlotItem(size=6, pen=None)
         self.states = pg.ScatterPlotItem(size=10, pen=None)
@@ -309,18 +313,21 @@ class CellColumn(QWidget):
         self.bars_plot.setBackground(C.PANEL)
         self.bars_plot.setMouseEnabled(False, False)
         self.bars_plot.setMenuEnabled(False)
-        self.bars_plot.getAxis("left").setLabel("log10 ||dL/dh_t||")
-        self.bars_plot.getAxis("bottom").setLabel("time step t")
+        # the legend lives in the axis label: inside the plot it would cover the bars,
+        # which at 720 pixels of screen height are only a few lines tall
+        self.bars_plot.getAxis("left").setLabel("log10")
+        swatch = "<span style='color:{}'>\u25a0</span> {}"
+        keys = [swatch.format(CELL_COLORS.get(cell, C.MEASURED), "||dL/dh_t||")]
+        if cell.startswith("lstm"):
+            keys.append(swatch.format("#ffd166", "cell path ||dL/dc_t||"))
+        self.bars_plot.getAxis("bottom").setLabel("time step t &nbsp; " + " &nbsp; ".join(keys))
         self.bars_h = pg.BarGraphItem(x=[0], height=[0], width=0.8,
                                       brush=CELL_COLORS.get(cell, C.MEASURED), pen=None)
         self.bars_c = pg.BarGraphItem(x=[0], height=[0], width=0.4, brush="#ffd166", pen=None)
         self.bars_plot.addItem(self.bars_h)
         self.bars_plot.addItem(self.bars_c)
         self.bars_c.setVisible(False)
-        if cell.startswith("lstm"):
-            self.bars_plot.addLegend(offset=(5, 5))
-            self.bars_plot.plotItem.legend.addItem(self.bars_h, "||dL/dh_t||")
-            self.bars_plot.plotItem.legend.addItem(self.bars_c, "cell path ||dL/dc_t||")
+        self.bars_plot.setMinimumHeight(90)
         lay.addWidget(self.bars_plot, 1)
         self._T = -1
         self.snapshot = None
@@ -370,8 +377,14 @@ class CellColumn(QWidget):
             return
         f = findings[0]
         self.diagnosis.setStyleSheet(f"color: {C.SEVERITY.get(f.severity, C.MUTED)};")
-        self.diagnosis.setText(f"{f.title}. {f.detail}")
+        self.diagnosis.setText(f"<b>{html.escape(f.title)}.</b> {html.escape(f.detail)}")
         self.diagnosis.setToolTip(f.detail)
+
+    def diagnosis_height(self) -> int:
+        """The height the diagnosis text needs at the column's current width."""
+        label = self.diagnosis
+        width = max(label.width(), 100)
+        return max(label.heightForWidth(width), self._min_diagnosis_height)
 
     def render(self, snap, pulse: float | None, yrange: tuple[float, float]) -> None:
         """Draw ``snap``; bars from the pulse's position to T; ``yrange`` (log10) is shared
@@ -512,14 +525,16 @@ class ThroughTimeView(QWidget):
         self.curves_plot.setBackground(C.PANEL)
         self.curves_plot.getAxis("bottom").setLabel("training step")
         self.curves_plot.addLegend(offset=(-10, 5))
-        self.curves_plot.setFixedHeight(190)
+        # gives way to the per-time-step bars on a small screen
+        self.curves_plot.setMinimumHeight(130)
+        self.curves_plot.setMaximumHeight(190)
         self.curves_plot.getAxis("left").enableAutoSIPrefix(False)
         self.baseline = pg.InfiniteLine(angle=0, pen=C.cosmetic_pen(
             C.MUTED, 1.0, Qt.PenStyle.DashLine), label="baseline", labelOpts={
                 "color": C.MUTED, "position": 0.35})
         self.curves_plot.addItem(self.baseline)
         self.curves: dict[str, pg.PlotDataItem] = {}
-        root.addWidget(self.curves_plot)
+        root.addWidget(self.curves_plot, 1)
 
         self._pulse: float | None = None
         self._pulse_start = 0.0
@@ -667,7 +682,27 @@ class ThroughTimeView(QWidget):
         top = float(values.max()) + 0.5
         return max(float(values.min()) - 0.5, top - 24.0), top
 
+    def _fit_diagnoses(self) -> None:
+        """Every column's diagnosis as tall as the longest one needs (so the canvases
+        and bars stay side by side), at most six lines."""
+        if not self.columns:
+            return
+        col = next(iter(self.columns.values()))
+        cap = 6 * col.diagnosis.fontMetrics().lineSpacing() + 4
+        h = min(max(c.diagnosis_height() for c in self.columns.values()), cap)
+        # the remedy rows only while some column has remedies
+        remedies = any(c.remedy_buttons for c in self.columns.values())
+        for c in self.columns.values():
+            if c.diagnosis.height() != h:
+                c.diagnosis.setFixedHeight(h)
+            c.remedy_row.setVisible(remedies)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit_diagnoses()
+
     def _draw(self, snaps: dict) -> None:
+        refit = False
         pulse = self._pulse
         yrange = self.shared_range(snaps)
         for cell, snap in snaps.items():
@@ -678,9 +713,12 @@ class ThroughTimeView(QWidget):
                 if snap is not col.diagnosed:
                     col.diagnosed = snap
                     col.show_findings(diagnose(self.controller.experiment, snap))
+                    refit = True
         for cell, (steps, y) in self.controller.curves.items():
             if cell in self.curves:
                 self.curves[cell].setData(steps, y)
+        if refit:
+            self._fit_diagnoses()
 
     # -- the backward pulse ------------------------------------------------------------------
     def _start_pulse(self) -> None:
