@@ -50,6 +50,8 @@ PLAY_TIME_STEPS = 250  # per cell and turn while playing: 5 iterations at lag 50
 PULSE_SECONDS = 1.2  # the backward pulse crosses the whole sequence in this time
 FRAME_MS = 40
 MAX_PLAY_LAG = 500
+# the held-out curves' share of the view's height, and its bounds in pixels
+CURVES_SHARE, CURVES_MIN_HEIGHT, CURVES_MAX_HEIGHT = 0.27, 130, 320
 # what a remedy button says; the whole sentence (diagnosis.REMEDIES) is its tooltip
 REMEDY_BUTTON_TEXT = {"switch_lstm": "Switch to LSTM", "switch_gru": "Switch to GRU",
                       "orthogonal_init": "Orthogonal init", "forget_bias": "Forget bias 1",
@@ -518,16 +520,16 @@ class ThroughTimeView(QWidget):
         root.addLayout(bar)
 
         self.columns_box = QGridLayout()
-        root.addLayout(self.columns_box, 3)
+        root.addLayout(self.columns_box, 2)
         self.columns: dict[str, CellColumn] = {}
 
         self.curves_plot = pg.PlotWidget()
         self.curves_plot.setBackground(C.PANEL)
         self.curves_plot.getAxis("bottom").setLabel("training step")
         self.curves_plot.addLegend(offset=(-10, 5))
-        # gives way to the per-time-step bars on a small screen
-        self.curves_plot.setMinimumHeight(130)
-        self.curves_plot.setMaximumHeight(190)
+        # a share of the height (resizeEvent): gives way to the per-time-step bars on a
+        # small screen, grows on a large one
+        self.curves_plot.setFixedHeight(CURVES_MIN_HEIGHT)
         self.curves_plot.getAxis("left").enableAutoSIPrefix(False)
         self.baseline = pg.InfiniteLine(angle=0, pen=C.cosmetic_pen(
             C.MUTED, 1.0, Qt.PenStyle.DashLine), label="baseline", labelOpts={
@@ -699,6 +701,8 @@ class ThroughTimeView(QWidget):
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
+        h = int(CURVES_SHARE * self.height())
+        self.curves_plot.setFixedHeight(max(CURVES_MIN_HEIGHT, min(CURVES_MAX_HEIGHT, h)))
         self._fit_diagnoses()
 
     def _draw(self, snaps: dict) -> None:
