@@ -169,23 +169,24 @@ class TimeMode(QObject):
         sweep = getattr(w, "action_sweep", None)
         if isinstance(sweep, QAction):
             targets.append(sweep)
+        pretrain = w.findChild(QAction, "action_pretrain_layers")
+        if pretrain is not None:
+            targets.append(pretrain)
+        # the quick settings' own fields show their tooltips even when disabled
+        targets += [c for c in w.quick.findChildren(QWidget) if c.toolTip()]
         self._disabled = []
         for t in targets:
             self._disabled.append((t, t.toolTip(), t.isEnabled()))
             t.setEnabled(False)
             t.setToolTip(WHY_DISABLED)
-        for widget in w.quick.findChildren(QWidget):
-            widget.setToolTip(WHY_DISABLED) if widget.toolTip() else None
         w.action_to_backward.setToolTip("Through time has no layers to jump over; "
                                         "switch back with Ctrl+1")
 
     def _enable_depth_controls(self) -> None:
-        for t, tip, enabled in self._disabled:
+        for t, tip, enabled in reversed(self._disabled):
             t.setToolTip(tip)
             t.setEnabled(enabled)
         self._disabled = []
-        self.window.quick.restore_tooltips() if hasattr(self.window.quick,
-                                                        "restore_tooltips") else None
 
     # -- playback ----------------------------------------------------------------------------
     def update_playback(self) -> None:
@@ -200,7 +201,7 @@ class TimeMode(QObject):
             w.action_play.setText("Pause" if playing else "Play")
         else:
             on = w.controller.is_ready
-            for key, action in w.playback_actions.items():
+            for action in w.playback_actions.values():
                 action.setEnabled(on)
             w.action_play.setText("Pause" if w.controller.is_playing else "Play")
 

@@ -115,6 +115,7 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     size = window.size()
     geometry = {n: window.docks[n].geometry() for n in visible_docks}
     switch = window.time_mode.switch.buttons
+    lr_tip = window.quick.lr.toolTip()
 
     click(qtbot, switch["time"])
     tm = window.time_mode
@@ -123,6 +124,7 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     assert seen and seen[0][0] is True and "Compiling" in seen[0][1]  # the kernels: now
     assert not any(d.isVisible() for d in window.docks.values())
     assert not window.quick.isEnabled() and "depth" in window.quick.toolTip()
+    assert "depth" in window.quick.lr.toolTip()
     assert not window.findChild(type(window.action_open), "action_compare").isEnabled()
     assert "through time" in window.windowTitle()
     wait_time_ready(qtbot, window)
@@ -136,7 +138,7 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
     # depth page: it must not push them about)
     assert window.size() == size
     assert {n: window.docks[n].geometry() for n in visible_docks} == geometry
-    assert window.quick.isEnabled()
+    assert window.quick.isEnabled() and window.quick.lr.toolTip() == lr_tip != ""
     assert c.sim.step_count == 2 and c.undo_stack.index() == undo_index
     assert c.sim.experiment.training.lr == 0.05
     assert "through time" not in window.windowTitle()
