@@ -1192,6 +1192,14 @@ def fallback_experiment() -> Experiment:
         seed=0)
 
 
+class RecurrentStart:
+    """What ``_choose`` returns for a through-time file given at start: open it in time
+    mode once the window shows."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
 def choose_experiment(file: str | None, settings: QSettings
                       ) -> tuple[Experiment, str | None, str | None]:
     """(experiment, its path or None, a problem to tell the user or None).
@@ -1206,6 +1214,10 @@ def _choose(file: str | None, settings: QSettings):
     (a ``PretrainSpec``), or, for a comparison file, ``(ComparisonSpec, path)`` (the
     window then shows the default experiment and the comparison opens beside it)."""
     problem = None
+    if file and _recurrent_file(file) is not None:
+        # a through-time experiment: the window starts in depth mode on the default and
+        # opens the file in time mode once shown (its kernels compile then)
+        return default_experiment(), None, None, RecurrentStart(str(Path(file).resolve()))
     if file:
         try:
             study = load_study(file)
@@ -1304,6 +1316,8 @@ def start_window(file: str | None, settings: QSettings) -> MainWindow:
     if isinstance(extra, PretrainSpec):
         window._startup_pretraining = (experiment, extra)
         window._file_pretraining = extra
+    elif isinstance(extra, RecurrentStart):
+        QTimer.singleShot(0, lambda: window._open_path(extra.path))
     elif extra is not None:
         window._pending_comparison = extra
     window.show()

@@ -227,3 +227,17 @@ def test_a_bad_through_time_file_gets_the_error_banner(qtbot, window, tmp_path, 
     assert window.banner.isVisible() and window.banner.kind == "error"
     assert "recurrent.hidden" in window.banner.text and "bad.json" in window.banner.text
     assert not window.time_mode.active  # nothing was opened
+
+
+def test_a_through_time_file_given_at_start_opens_in_time_mode(qtbot, tmp_path, settings):
+    from ui.app import start_window
+
+    path = small_file(tmp_path)
+    window = start_window(str(path), settings)
+    qtbot.addWidget(window)
+    wait_time_ready(qtbot, window)
+    assert window.time_mode.active and window.time_mode.path == str(path.resolve())
+    assert window.time_mode.controller.experiment.name == "small through time"
+    assert window.banner.kind != "error"
+    qtbot.waitUntil(lambda: window.controller.is_ready, timeout=300_000)
+    window.time_mode.controller.pause()
