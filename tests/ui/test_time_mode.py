@@ -105,6 +105,9 @@ def test_clicking_the_switch_swaps_the_page_and_back(qtbot, window, monkeypatch)
                                           real(self, on)))
     window.resize(1264, 680)  # a 1280x720 screen, less the window frame
     qtbot.waitUntil(lambda: window.size().toTuple() == (1264, 680))
+    # the whole top bar fits, the switch first
+    assert window.top_bar.sizeHint().width() <= 1264
+    assert all(b.isVisible() for b in window.time_mode.switch.buttons.values())
     c = window.controller
     c.step()
     c.step()
