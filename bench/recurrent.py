@@ -35,6 +35,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -150,9 +151,12 @@ _blas_products = K._kernel(_blas_products_py)
 
 
 class Torch:
-    def __init__(self, cell, H, T, B, X, y, threads, core: Core):
+    def __init__(self, cell, H, T, B, X, y, threads, core: Core, onednn: bool = True):
         self.name = f"torch {'1 thread' if threads == 1 else 'default'}"
+        if not onednn:
+            self.name += ", oneDNN off"
         self.threads = threads
+        self.onednn = onednn
         cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
         self.rnn = cls(2, H, batch_first=True)
         self.lin = torch.nn.Linear(H, 1)
@@ -169,6 +173,12 @@ class Torch:
 
     def steps(self, n_calls: int) -> int:
         torch.set_num_threads(self.threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a note about Intel GPUs when the flag is set
+            with torch.backends.mkldnn.flags(enabled=self.onednn):
+                return self._steps(n_calls)
+
+    def _steps(self, n_calls: int) -> int:
         for _ in range(n_calls):
             for xb, yb in zip(self.Xb, self.yb, strict=True):
                 self.opt.zero_grad(set_to_none=True)
@@ -193,6 +203,8 @@ def run_config(cell, H, T, B, rounds, calls):
     if torch is not None:
         impls += [Torch(cell, H, T, B, X, y, 1, core),
                   Torch(cell, H, T, B, X, y, DEFAULT_TORCH_THREADS, core)]
+        if cell == "lstm":  # nn.LSTM on CPU runs oneDNN's fused LSTM; the plain path too
+            impls.append(Torch(cell, H, T, B, X, y, 1, core, onednn=False))
     for impl in impls:  # warm-up (compiles the core's kernels)
         impl.steps(1)
     rates = {impl.name: [] for impl in impls}
@@ -227,6 +239,38 @@ def transcendental_cost(n: int = 2_000_000) -> dict:
     return cost
 
 
+def _gemm(a, b, c):
+    np.dot(a, b, c)
+
+
+_gemm_kernel = K._kernel(_gemm)
+
+
+def peak_gemm_gflops(n: int = 1024, reps: int = 5) -> float:
+    """float32 GFLOP/s of one large n x n x n product through the BLAS the core calls
+    (numba's np.dot), best of reps: about the most this core can do per second."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    _gemm_kernel(a, b, c)
+    best = min(_timed_once(_gemm_kernel, a, b, c) for _ in range(reps))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed_once(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def product_flops(cell: str, H: int, T: int, B: int) -> float:
+    """Floating-point operations of the three recurrent products of one step, which no
+    implementation can skip: h_{t-1} W_hh^T forward and dz_t W_hh backward for every t,
+    and sum_t dz_t^T h_{t-1}, each B x H x G*H multiply-adds per time step."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    return 3 * 2.0 * T * B * H * G * H
+
+
 def _exp_loop(x, out):
     for i in range(x.shape[0]):
         out[i] = np.exp(x[i])
@@ -239,7 +283,8 @@ def _rate(x: float) -> str:
     return f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
 
-def section(results, rounds, calls, exp_ns) -> str:
+def section(results, rounds, calls, exp_ns, peak) -> str:
+    off = "torch 1 thread, oneDNN off"
     lines = [SECTION, "",
              f"Measured {datetime.date.today().isoformat()} on {platform.machine()}, "
              f"{os.cpu_count()} logical CPUs (shared with other work while it ran), "
@@ -251,8 +296,9 @@ def section(results, rounds, calls, exp_ns) -> str:
              "`OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/recurrent.py"
              f"{''.join(' ' + a for a in sys.argv[1:])}`.", "",
              "| cell | hidden, T, batch | core steps/s | torch 1 thread | torch default | "
-             "core / torch 1 | core / torch default | target (vs torch 1 thread) | met |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "core / torch 1 | core / torch default | target (vs torch 1 thread) | met | "
+             "torch 1 thread, oneDNN off |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (cell, H, T, B, target), (med, ratios, _) in results:
         t1 = med.get("torch 1 thread", float("nan"))
         td = med.get("torch default", float("nan"))
@@ -260,17 +306,33 @@ def section(results, rounds, calls, exp_ns) -> str:
                      f"{_rate(td)} | "
                      f"{ratios.get('torch 1 thread', float('nan')):.2f} | "
                      f"{ratios.get('torch default', float('nan')):.2f} | >= {target:g} | "
-                     f"{'yes' if ratios.get('torch 1 thread', 0.0) >= target else 'no'} |")
+                     f"{'yes' if ratios.get('torch 1 thread', 0.0) >= target else 'no'} | "
+                     + (f"{_rate(med[off])} |" if off in med else "- |"))
     lines += ["", "Where the core's time goes (one step, phases called as separate kernels, "
-              "milliseconds):", "",
+              "milliseconds), and the ceiling the matrix products set:", "",
               "| cell | hidden, T, batch | forward | loss | backward | update | "
-              "of these, the BLAS products alone |",
-              "|---|---|---|---|---|---|---|"]
-    for (cell, H, T, B, _), (_, _, prof) in results:
+              "of these, the BLAS products alone | their GFLOP/s | core / torch 1 if "
+              "the step were its products alone | ... at the peak GEMM rate |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for (cell, H, T, B, _), (med, _, prof) in results:
+        flops = product_flops(cell, H, T, B)
+        t1 = med.get("torch 1 thread", float("nan"))
         lines.append(f"| {cell} | {H}, {T}, {B} | " + " | ".join(
             f"{1e3 * prof[k]:.2f}" for k in ("forward", "loss", "backward", "update", "BLAS"))
-            + " |")
-    lines += ["", f"Per element, a compiled scalar libm `exp` costs {exp_ns['libm exp']:.1f} ns "
+            + f" | {flops / prof['BLAS'] / 1e9:.0f} | {1.0 / prof['BLAS'] / t1:.2f} | "
+            f"{peak * 1e9 / flops / t1:.2f} |")
+    lines += ["", f"Peak GEMM rate: a 1024 x 1024 x 1024 float32 product through the same "
+              f"BLAS runs at {peak:.0f} GFLOP/s on one core here. The last two columns "
+              "divide the fastest a step could possibly be, if it were nothing but its "
+              "three recurrent products (h_{t-1} W_hh^T and dz_t W_hh for every t, and "
+              "sum_t dz_t^T h_{t-1}), by PyTorch's measured step: first at the rate those "
+              "products reach at the step's sizes, then at the peak rate. Where that "
+              "ceiling is below the target, no elementwise code can meet it on this "
+              "machine. That is the case for the LSTM at hidden 32: PyTorch's `nn.LSTM` "
+              "runs oneDNN's fused LSTM kernel here (the last column of the first table "
+              "shows the same model with oneDNN switched off), which leaves less than 3x "
+              "to win even at the peak GEMM rate.", "",
+              f"Per element, a compiled scalar libm `exp` costs {exp_ns['libm exp']:.1f} ns "
               "here; the branch-free vectorized sigmoid of `simulator/recurrent/vmath.py` "
               f"costs {exp_ns['sigmoid float32']:.2f} ns in float32 and "
               f"{exp_ns['sigmoid float64']:.2f} ns in float64. An LSTM step at hidden 32, "
@@ -279,23 +341,26 @@ def section(results, rounds, calls, exp_ns) -> str:
               f"{512_000 * exp_ns['libm exp'] * 1e-6:.2f} ms per step with scalar libm "
               f"calls, {512_000 * exp_ns['sigmoid float32'] * 1e-6:.2f} ms vectorized "
               "(float32).", "",
-              "How the step is built: the forward computes every time step's input "
-              "projection in one `np.dot` (BLAS), then per step h_{t-1} W_hh^T (a small "
-              "BLAS product written straight into the step's gate block), the biases, and "
-              "the activations over whole contiguous gate blocks with `vmath`'s "
-              "sigmoid/tanh (Cody-Waite exp, Taylor polynomial, 2^n from integer bits; no "
-              "calls or branches, so LLVM emits packed AVX instructions; a few ulps from "
-              "numpy's exp/tanh, NaN kept). The LSTM keeps tanh(c_t) for the backward. The "
-              "backward runs, per step, the elementwise gate errors and dL/dh_{t-1} = "
-              "dL/dz_t W_hh (one small BLAS product into a preallocated buffer), and the "
-              "weight and bias gradients of all steps at the end as products over T x "
-              "batch rows. The last column times those matrix products alone (h W_hh^T and "
-              "dz W_hh per step, dz^T h over all steps: the floating-point work PyTorch "
-              "does as well); the rest of forward plus backward is the elementwise gate "
-              "loops, the norms and call overheads. The "
+              "How the step is built: per time step, h_{t-1} W_hh^T is one small BLAS "
+              "product written straight into the step's gate block; the biases and the "
+              "input projection x_t W_ih^T (a few inputs: a handful of vectorized "
+              "multiply-adds per gate, no product over all steps written to memory and "
+              "read back) are added in place, and the activations run over whole "
+              "contiguous gate blocks with `vmath`'s sigmoid/tanh (Cody-Waite exp, Taylor "
+              "polynomial, 2^n from integer bits; no calls or branches, so LLVM emits "
+              "packed AVX instructions; a few ulps from numpy's exp/tanh, NaN kept). The "
+              "LSTM keeps tanh(c_t) for the backward. The backward runs, per step, the "
+              "elementwise gate errors, dL/dh_{t-1} = dz_t W_hh (one small BLAS product "
+              "into a preallocated buffer), and adds the step's share of the input "
+              "weights' and biases' gradients while its gate errors are in cache; the "
+              "recurrent weights' gradient is one product over all T x batch rows at the "
+              "end. Two details decide whether the elementwise loops vectorize: each loop "
+              "writes one array (so LLVM's overlap checks stay few), and every gate "
+              "block's offset is a constant multiple of H (an offset known only at run "
+              "time keeps numba's negative-index check in the loop). The "
               "core also returns ||dL/dh_t|| and ||dL/dc_t|| for every t, which the "
               "PyTorch reference does not compute. The machine was shared with other jobs "
-              "while this ran, so absolute rates are low and noisy, and PyTorch's "
+              "while this ran, so absolute rates are noisy, and PyTorch's "
               "multi-threaded default suffers most from the contention; compare the "
               "interleaved ratios rather than the rates.", ""]
     return "\n".join(lines) + "\n"
@@ -334,7 +399,9 @@ def main(argv=None) -> int:
             results.append(((cell, H, T, B, target), (med, ratios, prof)))
     exp_ns = transcendental_cost()
     print("ns per element: " + "  ".join(f"{k} {v:.2f}" for k, v in exp_ns.items()))
-    text = section(results, rounds, calls, exp_ns)
+    peak = peak_gemm_gflops()
+    print(f"peak GEMM {peak:.0f} GFLOP/s")
+    text = section(results, rounds, calls, exp_ns, peak)
     if not args.no_doc:
         write_doc(text, DOC)
         print(f"wrote the section to {DOC}")

@@ -35,6 +35,8 @@ GATES = (1, 4, 3, 3)  # gate blocks per cell, in the order above
 # status of train_step: 0 fine, else PHASE * 10000 + time step (the feedforward codes)
 ST_FORWARD, ST_LOSS, ST_BACKWARD, ST_UPDATE = K.ST_FORWARD, K.ST_LOSS, K.ST_BACKWARD, K.ST_UPDATE
 
+_ONE = np.float32(1.0)  # float32 op float32 stays float32; float64 op float32 is float64
+
 
 @_kernel
 def _blocks(lay, params, G, H, I, O):
@@ -47,6 +49,114 @@ def _blocks(lay, params, G, H, I, O):
     wout = params[lay[P_WOUT]:lay[P_WOUT] + H * O].reshape((H, O))
     bout = params[lay[P_BOUT]:lay[P_BOUT] + O]
     return wih, whh, bih, bhh, wout, bout
+
+
+def _lstm_kernels(forget: bool):
+    """The elementwise forward and backward step of an LSTM, with the forget gate
+    (gates i, f, g, o) or without it (i, g, o: the 1997 cell).
+
+    One pair of kernels per variant, so that every gate block's offset is a constant
+    multiple of H (KG * H, KO * H). numba checks each index for being negative (and
+    wraps it round); for k * H + j with a constant k >= 0 LLVM proves it is not and
+    drops the check, but for an offset such as (G - 1) * H with G known only at run
+    time the check stays in the loop and stops it from vectorizing (measured: the
+    backward step a fifth slower)."""
+    KG = 2 if forget else 1  # block of g; the blocks before it are sigmoid gates
+    KO = KG + 1  # block of o
+
+    @_kernel
+    def forward(a, cp, c, tc, h):
+        """a (B, G*H): the gate pre-activations, turned into activations in place;
+        c <- f c' + i g (c' + i g without forget gate), tc <- tanh(c), h <- o tc.
+        Returns False if h or c is not finite."""
+        B, H = c.shape
+        for b in range(B):
+            ab = a[b]
+            V.sigmoid_inplace(ab[:KG * H])
+            V.tanh_inplace(ab[KG * H:KO * H])
+            V.sigmoid_inplace(ab[KO * H:])
+        for b in range(B):
+            ab = a[b]
+            cb = c[b]
+            cpb = cp[b]
+            if forget:
+                for j in range(H):
+                    cb[j] = ab[H + j] * cpb[j] + ab[j] * ab[KG * H + j]
+            else:
+                for j in range(H):
+                    cb[j] = cpb[j] + ab[j] * ab[KG * H + j]
+        V.tanh_into(c.reshape(B * H), tc.reshape(B * H))
+        for b in range(B):
+            ab = a[b]
+            tcb = tc[b]
+            hb = h[b]
+            for j in range(H):
+                hb[j] = ab[KO * H + j] * tcb[j]
+        return math.isfinite(V.total(h.reshape(B * H)) + V.total(c.reshape(B * H)))
+
+    @_kernel
+    def backward(cp, a, tc, dh, dc, dgx):
+        """From dL/dh_t (dh) and the cell-path error dc from t+1: the gate errors dgx,
+        and dc <- the cell-path error passed to t-1 (times f_t; unchanged without a
+        forget gate). Returns ||dL/dc_t||^2."""
+        B, H = dh.shape
+        ko = KO * H
+        kg = KG * H
+        for b in range(B):
+            ab = a[b]
+            dhb = dh[b]
+            tcb = tc[b]
+            gb = dgx[b]
+            for j in range(H):
+                og = ab[ko + j]
+                gb[ko + j] = dhb[j] * tcb[j] * og * (_ONE - og)
+        for b in range(B):
+            ab = a[b]
+            dhb = dh[b]
+            tcb = tc[b]
+            dcb = dc[b]
+            for j in range(H):
+                v = tcb[j]
+                dcb[j] += dhb[j] * ab[ko + j] * (_ONE - v * v)  # dL/dc_t in total
+        sc = V.sum_squares(dc.reshape(B * H))
+        for b in range(B):
+            ab = a[b]
+            dcb = dc[b]
+            gb = dgx[b]
+            for j in range(H):
+                ig = ab[j]
+                gb[j] = dcb[j] * ab[kg + j] * ig * (_ONE - ig)
+            for j in range(H):
+                gg = ab[kg + j]
+                gb[kg + j] = dcb[j] * ab[j] * (_ONE - gg * gg)
+            if forget:
+                cpb = cp[b]
+                for j in range(H):
+                    fg = ab[H + j]
+                    gb[H + j] = dcb[j] * cpb[j] * fg * (_ONE - fg)
+                for j in range(H):
+                    dcb[j] *= ab[H + j]  # dc_t/dc_{t-1} = f_t along the cell path
+            # without a forget gate dc_t/dc_{t-1} = 1: dc passes on unchanged
+        return sc
+
+    return forward, backward
+
+
+_lstm_forward, _lstm_backward = _lstm_kernels(True)
+_lstm_nf_forward, _lstm_nf_backward = _lstm_kernels(False)
+
+
+@_kernel
+def forward_constants(cell, wih, bih, bhh):
+    """(W_ih^T as a contiguous (I, G*H) array, the summed biases) for the forward steps:
+    b_ih + b_hh for every gate block, except the GRU's n block, which takes b_ih alone
+    (its b_hn sits inside the reset gate's product)."""
+    wihT = np.ascontiguousarray(wih.T)
+    bsum = bih + bhh
+    if cell == GRU:
+        H = bih.shape[0] // 3
+        bsum[2 * H:] = bih[2 * H:]
+    return wihT, bsum
 
 
 @_kernel
@@ -62,72 +172,79 @@ def forward_step(cell, t, lay, params, Xt, Hs, Cs, A, Hn, O):
     H = Hs.shape[2]
     G = GATES[cell]
     wih, whh, bih, bhh, _, _ = _blocks(lay, params, G, H, I, O)
-    gx = np.dot(Xt[t - 1], wih.T)
-    gh = np.dot(Hs[t - 1], whh.T)
-    return cell_forward(cell, t, gx, gh, bih, bhh, Hs, Cs, A, Hn)
+    wihT, bsum = forward_constants(cell, wih, bih, bhh)
+    np.dot(Hs[t - 1], whh.T, A[t - 1])
+    return cell_forward(cell, t, Xt[t - 1], wihT, bsum, bhh, Hs, Cs, A, Hn)
 
 
 @_kernel
-def cell_forward(cell, t, gx, gh, bih, bhh, Hs, Cs, A, Hn):
-    """The elementwise part of forward step t, given the input projection gx = x_t W_ih^T
-    and the recurrent one gh = h_{t-1} W_hh^T (B, G*H) without biases (gh may be A[t-1]
-    itself: each element is read before it is overwritten).
+def _add_input(a, x, wihT, bsum):
+    """a[b] += bsum + x[b] W_ih^T, row by row (for the short inputs of these tasks this
+    beats a separate matrix product: the rows of a are hot in cache, and no (B, G*H)
+    temporary is written and read back)."""
+    B, GH = a.shape
+    I = x.shape[1]
+    for b in range(B):
+        ab = a[b]
+        for k in range(GH):
+            ab[k] += bsum[k]
+        for i in range(I):
+            xi = x[b, i]
+            wi = wihT[i]
+            for k in range(GH):
+                ab[k] += xi * wi[k]
 
-    The pre-activations of all gates of the step are summed first, then the activations
-    run over whole contiguous gate blocks with the branch-free, vectorizable sigmoid and
-    tanh of ``vmath``. For LSTMs, Hn[t-1] receives tanh(c_t), which the backward step
-    reuses."""
-    B = gx.shape[0]
+
+@_kernel
+def cell_forward(cell, t, x, wihT, bsum, bhh, Hs, Cs, A, Hn):
+    """The elementwise part of forward step t. On entry A[t-1] holds the recurrent
+    projection h_{t-1} W_hh^T (B, G*H) without biases; the input projection x_t W_ih^T
+    (x = Xt[t-1], wihT = W_ih^T) and the biases (``forward_constants``) are added here,
+    then the activations run in place over whole contiguous gate blocks with the
+    branch-free, vectorizable sigmoid and tanh of ``vmath``. For LSTMs, Hn[t-1] receives
+    tanh(c_t), which the backward step reuses; for the GRU, W_hn h' + b_hn.
+
+    Each loop writes one array (and reads others): LLVM vectorizes a loop only when it
+    can rule out overlap between what it writes and what it reads, and the runtime
+    checks for that stay few this way."""
+    B = x.shape[0]
     H = Hs.shape[2]
-    GH = A.shape[2]
     hp = Hs[t - 1]
     a = A[t - 1]
     h = Hs[t]
     if cell == GRU:
         hn = Hn[t - 1]
         for b in range(B):
-            for j in range(2 * H):
-                a[b, j] = gx[b, j] + gh[b, j] + bih[j] + bhh[j]
+            ab = a[b]
+            hnb = hn[b]
             for j in range(H):
-                hn[b, j] = gh[b, 2 * H + j] + bhh[2 * H + j]
-            V.sigmoid_inplace(a[b, :2 * H])
+                hnb[j] = ab[2 * H + j] + bhh[2 * H + j]
             for j in range(H):
-                a[b, 2 * H + j] = gx[b, 2 * H + j] + bih[2 * H + j] + a[b, j] * hn[b, j]
-            V.tanh_inplace(a[b, 2 * H:])
+                ab[2 * H + j] = 0.0
+        _add_input(a, x, wihT, bsum)
+        for b in range(B):
+            ab = a[b]
+            hnb = hn[b]
+            V.sigmoid_inplace(ab[:2 * H])
             for j in range(H):
-                z = a[b, H + j]
-                h[b, j] = (1.0 - z) * a[b, 2 * H + j] + z * hp[b, j]
+                ab[2 * H + j] += ab[j] * hnb[j]
+            V.tanh_inplace(ab[2 * H:])
+        for b in range(B):
+            ab = a[b]
+            hb = h[b]
+            hpb = hp[b]
+            for j in range(H):
+                z = ab[H + j]
+                hb[j] = ab[2 * H + j] + z * (hpb[j] - ab[2 * H + j])
         return math.isfinite(V.total(h.reshape(B * H)))
-    for b in range(B):
-        for k in range(GH):
-            a[b, k] = gx[b, k] + gh[b, k] + bih[k] + bhh[k]
+    _add_input(a, x, wihT, bsum)
     if cell == RNN:
         V.tanh_inplace(a.reshape(B * H))
         h[:, :] = a
         return math.isfinite(V.total(h.reshape(B * H)))
-    cp = Cs[t - 1]
-    c = Cs[t]
-    tc = Hn[t - 1]
-    if cell == LSTM:  # gates i, f, g, o
-        for b in range(B):
-            V.sigmoid_inplace(a[b, :2 * H])
-            V.tanh_inplace(a[b, 2 * H:3 * H])
-            V.sigmoid_inplace(a[b, 3 * H:])
-            for j in range(H):
-                c[b, j] = a[b, H + j] * cp[b, j] + a[b, j] * a[b, 2 * H + j]
-    else:  # lstm_no_forget, gates i, g, o; c = c' + i g (the 1997 constant error carousel)
-        for b in range(B):
-            V.sigmoid_inplace(a[b, :H])
-            V.tanh_inplace(a[b, H:2 * H])
-            V.sigmoid_inplace(a[b, 2 * H:])
-            for j in range(H):
-                c[b, j] = cp[b, j] + a[b, j] * a[b, H + j]
-    V.tanh_into(c.reshape(B * H), tc.reshape(B * H))
-    o0 = (GATES[cell] - 1) * H
-    for b in range(B):
-        for j in range(H):
-            h[b, j] = a[b, o0 + j] * tc[b, j]
-    return math.isfinite(V.total(h.reshape(B * H)) + V.total(c.reshape(B * H)))
+    if cell == LSTM:
+        return _lstm_forward(a, Cs[t - 1], Cs[t], Hn[t - 1], h)
+    return _lstm_nf_forward(a, Cs[t - 1], Cs[t], Hn[t - 1], h)
 
 
 @_kernel
@@ -174,65 +291,54 @@ def cell_step_backward(cell, hp, cp, c, h, a, hn, dh, dc, dgx, dgh):
     """The local part of one backward time step: from dL/dh_t (dh, total) and the
     cell-path error dc arriving from t+1, the gate pre-activation errors dgx (input
     side) and dgh (recurrent side; written only for the GRU, where its n block differs
-    from dgx; for the other cells the recurrent side is dgx itself),
-    dc <- the cell-path error passed to t-1, and dh <- the part of dL/dh_{t-1}
-    that does not go through W_hh (the GRU's z h' term; 0 otherwise).
+    from dgx; for the other cells the recurrent side is dgx itself), and dc <- the
+    cell-path error passed to t-1. For the GRU, dh <- the part of dL/dh_{t-1} that does
+    not go through W_hh (its z h' term); for the other cells that part is 0 and dh is
+    left for the caller to overwrite with dgx W_hh.
     ``hn`` is the GRU's W_hn h' + b_hn, and for LSTMs tanh(c_t) (both as the forward
-    step stored them in Hn). Returns (||dL/dh_t||^2, ||dL/dc_t||^2) over the batch."""
+    step stored them in Hn). Returns (||dL/dh_t||^2, ||dL/dc_t||^2) over the batch.
+
+    As in the forward step, each loop writes one array, so that each vectorizes; the
+    constant 1 is a float32, so float32 arrays stay in float32 arithmetic (a float64
+    literal would widen every product to float64 and halve the vector lanes)."""
     B, H = dh.shape
     sh = V.sum_squares(dh.reshape(B * H))
     sc = 0.0
     if cell == RNN:
         for b in range(B):
+            hb = h[b]
+            dhb = dh[b]
+            gb = dgx[b]
             for j in range(H):
-                v = h[b, j]
-                d = dh[b, j] * (1.0 - v * v)
-                dgx[b, j] = d
-                dh[b, j] = 0.0
-    elif cell == LSTM or cell == LSTM_NO_FORGET:
-        G = 4 if cell == LSTM else 3
-        ko = (G - 1) * H  # the o block; g is the block before it
-        kg = ko - H
-        for b in range(B):
-            for j in range(H):
-                g = dh[b, j]
-                tc = hn[b, j]
-                og = a[b, ko + j]
-                dc[b, j] += g * og * (1.0 - tc * tc)  # dL/dc_t in total
-                dgx[b, ko + j] = g * tc * og * (1.0 - og)
-                dh[b, j] = 0.0
-        sc = V.sum_squares(dc.reshape(B * H))
-        for b in range(B):
-            for j in range(H):
-                dct = dc[b, j]
-                ig = a[b, j]
-                gg = a[b, kg + j]
-                dgx[b, j] = dct * gg * ig * (1.0 - ig)
-                dgx[b, kg + j] = dct * ig * (1.0 - gg * gg)
-        if cell == LSTM:
-            for b in range(B):
-                for j in range(H):
-                    fg = a[b, H + j]
-                    dgx[b, H + j] = dc[b, j] * cp[b, j] * fg * (1.0 - fg)
-                    dc[b, j] = dc[b, j] * fg  # dc_t/dc_{t-1} = f_t along the cell path
-        # without a forget gate dc_t/dc_{t-1} = 1: dc passes on unchanged
+                v = hb[j]
+                gb[j] = dhb[j] * (_ONE - v * v)
+    elif cell == LSTM:
+        sc = _lstm_backward(cp, a, hn, dh, dc, dgx)
+    elif cell == LSTM_NO_FORGET:
+        sc = _lstm_nf_backward(cp, a, hn, dh, dc, dgx)
     else:
         for b in range(B):
+            ab = a[b]
+            dhb = dh[b]
+            hpb = hp[b]
+            hnb = hn[b]
+            gb = dgx[b]
             for j in range(H):
-                g = dh[b, j]
-                r = a[b, j]
-                z = a[b, H + j]
-                n = a[b, 2 * H + j]
-                dn = g * (1.0 - z) * (1.0 - n * n)
-                dz = g * (hp[b, j] - n) * z * (1.0 - z)
-                dr = dn * hn[b, j] * r * (1.0 - r)
-                dgx[b, j] = dr
-                dgx[b, H + j] = dz
-                dgx[b, 2 * H + j] = dn
-                dgh[b, j] = dr
-                dgh[b, H + j] = dz
-                dgh[b, 2 * H + j] = dn * r
-                dh[b, j] = g * z
+                n = ab[2 * H + j]
+                gb[2 * H + j] = dhb[j] * (_ONE - ab[H + j]) * (_ONE - n * n)  # dn
+            for j in range(H):
+                z = ab[H + j]
+                gb[H + j] = dhb[j] * (hpb[j] - ab[2 * H + j]) * z * (_ONE - z)  # dz
+            for j in range(H):
+                r = ab[j]
+                gb[j] = gb[2 * H + j] * hnb[j] * r * (_ONE - r)  # dr
+            hb = dgh[b]
+            for j in range(2 * H):
+                hb[j] = gb[j]
+            for j in range(H):
+                hb[2 * H + j] = gb[2 * H + j] * ab[j]
+            for j in range(H):
+                dhb[j] *= ab[H + j]
     return sh, sc
 
 
@@ -301,26 +407,52 @@ def forward_all(cell, lay, params, Xt, Hs, Cs, A, Hn, O):
     H = Hs.shape[2]
     G = GATES[cell]
     wih, whh, bih, bhh, _, _ = _blocks(lay, params, G, H, I, O)
-    # every step's input projection in one product; only h_{t-1} W_hh^T must wait for t-1
-    GX = np.dot(Xt.reshape((T * B, I)), wih.T)
+    wihT, bsum = forward_constants(cell, wih, bih, bhh)
     for t in range(1, T + 1):
         # h_{t-1} W_hh^T straight into the step's gate block, which cell_forward then
-        # turns into activations in place (no temporary per step)
+        # completes and turns into activations in place (no temporary per step)
         np.dot(Hs[t - 1], whh.T, A[t - 1])
-        if not cell_forward(cell, t, GX[(t - 1) * B:t * B], A[t - 1], bih, bhh, Hs, Cs, A, Hn):
+        if not cell_forward(cell, t, Xt[t - 1], wihT, bsum, bhh, Hs, Cs, A, Hn):
             return t
     return 0
+
+
+@_kernel
+def _accumulate_input_grads(g, x, gwihT, gb):
+    """gwihT += x^T g (the input weights' gradient, transposed) and gb += the column
+    sums of g, for one time step's gate errors g (B, G*H) and inputs x (B, I)."""
+    B, GH = g.shape
+    I = x.shape[1]
+    for b in range(B):
+        gr = g[b]
+        for k in range(GH):
+            gb[k] += gr[k]
+        for i in range(I):
+            xi = x[b, i]
+            wr = gwihT[i]
+            for k in range(GH):
+                wr[k] += xi * gr[k]
 
 
 @_kernel
 def backward_all(cell, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, O, hnorm,
                  cnorm):
     """Every backward step from T down to 1; hnorm[t-1] = ||dL/dh_t||, cnorm[t-1] =
-    ||dL/dc_t||. Returns 0 or the first time step whose error is not finite."""
+    ||dL/dc_t||. Returns 0 or the first time step whose error is not finite.
+
+    The input weights' and the biases' gradients are summed step by step while the
+    step's gate errors are still in cache (with I inputs, a product over all T * B
+    rows at the end would read every gate error again to do 2 I flops with each);
+    the recurrent weights' gradient, sum_t dgh_t^T h_{t-1}, is one product over the
+    T * B rows at the end."""
     T, B, I = Xt.shape
     H = Hs.shape[2]
     G = GATES[cell]
     GH = G * H
+    gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
+    gwihT = np.zeros((I, GH), gwih.dtype)
+    gbih[:] = 0.0
+    gbhh[:] = 0.0
     for t in range(T, 0, -1):
         nh, nc, ok = backward_through(cell, t, lay, params, Xt, Hs, Cs, A, Hn, dh, dc, dgx,
                                       dgh, O)
@@ -328,20 +460,18 @@ def backward_all(cell, lay, params, grads, Xt, Hs, Cs, A, Hn, dh, dc, dgx, dgh, 
         cnorm[t - 1] = nc
         if not ok:
             return t
-    # the weight gradients of all steps at once: sum_t dgx_t^T x_t is one product over
-    # the T * B rows (the same sums backward_step accumulates step by step)
-    gwih, gwhh, gbih, gbhh, _, _ = _blocks(lay, grads, G, H, I, O)
-    DX = dgx.reshape((T * B, GH))
-    DH = dgh.reshape((T * B, GH)) if cell == GRU else DX  # equal but for the GRU
-    np.dot(DX.T, Xt.reshape((T * B, I)), gwih)
+        _accumulate_input_grads(dgx[t - 1], Xt[t - 1], gwihT, gbih)
+        if cell == GRU:
+            gh = dgh[t - 1]
+            for b in range(B):
+                ghb = gh[b]
+                for k in range(GH):
+                    gbhh[k] += ghb[k]
+    gwih[:, :] = gwihT.T
+    if cell != GRU:
+        gbhh[:] = gbih  # the recurrent side's gate errors are the input side's
+    DH = dgh.reshape((T * B, GH)) if cell == GRU else dgx.reshape((T * B, GH))
     np.dot(DH.T, Hs[:T].reshape((T * B, H)), gwhh)
-    # the bias gradients are column sums, as one matrix-vector product each
-    ones = np.ones(T * B, dgx.dtype)
-    np.dot(ones, DX, gbih)
-    if cell == GRU:
-        np.dot(ones, DH, gbhh)
-    else:
-        gbhh[:] = gbih
     return 0
 
 
