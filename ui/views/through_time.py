@@ -402,8 +402,8 @@ class CellColumn(QWidget):
             parts.append(f"acc {100 * snap.val_accuracy:.0f} %")
         parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = {_num(ratio)}")
         text = "   ".join(parts)
-        if snap.divergence is not None:
-            text = snap.divergence.message
+        if snap.divergence is not None:  # the diagnosis below says what happened
+            text = f"diverged at step {snap.divergence.step}"
         self.numbers.setText(text)
 
         t = np.arange(1, T + 1, dtype=float)
