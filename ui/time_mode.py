@@ -159,7 +159,8 @@ class TimeMode(QObject):
 
     def _disable_depth_controls(self) -> None:
         w = self.window
-        targets = [w.quick, w.action_to_backward, *w.dock_actions.values()]
+        targets = [w.quick, w.action_to_backward, w.action_reset_layout,
+                   *w.dock_actions.values()]
         compare = getattr(w, "compare_actions", None)
         menu = w.findChild(QObject, "menu_compare")
         if menu is not None:
@@ -199,9 +200,11 @@ class TimeMode(QObject):
                 w.playback_actions[key].setEnabled(ready and not playing)
             w.action_play.setEnabled(ready)
             w.action_play.setText("Pause" if playing else "Play")
+            for action in (w.action_save, w.action_save_as):
+                action.setEnabled(ready)
         else:
             on = w.controller.is_ready
-            for action in w.playback_actions.values():
+            for action in (*w.playback_actions.values(), w.action_save, w.action_save_as):
                 action.setEnabled(on)
             w.action_play.setText("Pause" if w.controller.is_playing else "Play")
 
