@@ -286,7 +286,7 @@ class ExportDialog(QDialog):
     def _problems(self, s: ExportSettings) -> list[str]:
         problems = s.problems()
         if self.through_time and not problems:
-            from ui.export.through_time import check_size
+            from ui.export.time_job import check_size
 
             try:
                 check_size(s)
@@ -462,7 +462,7 @@ class WindowExporter(QObject):
             return False
         recurrent = self._time_mode()
         if recurrent is not None:
-            from ui.export.through_time import ThroughTimeDialogJob
+            from ui.export.time_job import ThroughTimeDialogJob
 
             job = ThroughTimeDialogJob(recurrent, settings)
         else:

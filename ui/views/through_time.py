@@ -583,7 +583,7 @@ class ThroughTimeView(QWidget):
         self.controller.apply_remedy(cell, key)
 
     def _export(self) -> None:
-        from ui.export.through_time import export_from_window
+        from ui.export.time_job import export_from_window
         export_from_window(self)
 
     def _on_preset_chosen(self, index: int) -> None:
