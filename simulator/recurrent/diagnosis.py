@@ -65,6 +65,17 @@ def apply_remedy(exp: RecurrentExperiment, key: str) -> RecurrentExperiment:
     return replace(exp, recurrent=spec)
 
 
+def remedy_for_cell(exp: RecurrentExperiment, cell: str, key: str) -> RecurrentExperiment:
+    """Remedy ``key`` for the finding of the column that trains ``cell``.
+
+    A one-cell experiment gets the remedy itself. In a comparison the remedy is about one
+    column, and the other columns show the other cells already, so the comparison gives
+    way to that cell alone with the remedy applied (the comparison comes back by undo)."""
+    if exp.compare:
+        exp = exp.with_cell(cell)
+    return apply_remedy(exp, key)
+
+
 def _remedies(*keys) -> tuple:
     return tuple(Remedy(k, REMEDIES[k]) for k in keys)
 
