@@ -76,6 +76,16 @@ def remedy_for_cell(exp: RecurrentExperiment, cell: str, key: str) -> RecurrentE
     return apply_remedy(exp, key)
 
 
+def _vanishing_text(ratio: float, T: int, dtype: str) -> str:
+    if ratio > 0.0:
+        return (f"The error that reaches the first of {T} time steps is {ratio:.1e} times the "
+                f"error at the last one, so the weights hardly learn anything from inputs far "
+                f"back in the sequence.")
+    return (f"The error that reaches the first of {T} time steps is too small a fraction of "
+            f"the error at the last one for {dtype} to hold: it computes as 0, so the "
+            f"weights learn nothing from inputs far back in the sequence.")
+
+
 def _remedies(*keys) -> tuple:
     return tuple(Remedy(k, REMEDIES[k]) for k in keys)
 
@@ -103,9 +113,7 @@ def diagnose(exp: RecurrentExperiment, snap: RecurrentSnapshot) -> list[Finding]
         out.append(Finding(
             "vanishing_through_time", "critical" if ratio < CRITICAL_RATIO else "warning",
             "Vanishing gradient through time",
-            f"The error that reaches the first of {T} time steps is {ratio:.1e} times the "
-            f"error at the last one, so the weights hardly learn anything from inputs far "
-            f"back in the sequence.", _remedies(*keys)))
+            _vanishing_text(ratio, T, exp.dtype), _remedies(*keys)))
     elif math.isfinite(ratio) and ratio > EXPLODING_RATIO:
         out.append(Finding(
             "exploding_through_time", "warning", "Exploding gradient through time",
