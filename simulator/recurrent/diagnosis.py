@@ -65,15 +65,31 @@ def apply_remedy(exp: RecurrentExperiment, key: str) -> RecurrentExperiment:
     return replace(exp, recurrent=spec)
 
 
-def remedy_for_cell(exp: RecurrentExperiment, cell: str, key: str) -> RecurrentExperiment:
-    """Remedy ``key`` for the finding of the column that trains ``cell``.
+CELL_SWITCHES = {"switch_lstm": "lstm", "switch_gru": "gru", "add_forget_gate": "lstm"}
 
-    A one-cell experiment gets the remedy itself. In a comparison the remedy is about one
-    column, and the other columns show the other cells already, so the comparison gives
-    way to that cell alone with the remedy applied (the comparison comes back by undo)."""
-    if exp.compare:
-        exp = exp.with_cell(cell)
-    return apply_remedy(exp, key)
+
+def remedy_for_cell(exp: RecurrentExperiment, cell: str, key: str) -> RecurrentExperiment:
+    """The experiment after the remedy ``key`` is clicked in the column of ``cell``.
+
+    A one-cell experiment gets the remedy itself. A comparison stays a comparison:
+    a remedy that changes a setting (initialization, forget-gate bias, clipping)
+    changes it for every column, so the cells still differ only in the cell; a remedy
+    that changes the cell replaces that column by the new cell, or, when the new cell
+    has a column already, removes the column (its remedy is on show beside it)."""
+    if not exp.compare:
+        return apply_remedy(exp, key)
+    if key not in CELL_SWITCHES:
+        return apply_remedy(exp, key)
+    target = CELL_SWITCHES[key]
+    cells = []
+    for c in exp.compare:
+        c = target if c == cell else c
+        if c not in cells:
+            cells.append(c)
+    if len(cells) == 1:
+        return exp.with_cell(cells[0])
+    base = exp.recurrent.cell if exp.recurrent.cell in cells else cells[0]
+    return replace(exp, recurrent=replace(exp.recurrent, cell=base), compare=tuple(cells))
 
 
 def _vanishing_text(ratio: float, T: int, dtype: str) -> str:

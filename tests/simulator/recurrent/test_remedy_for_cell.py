@@ -22,13 +22,23 @@ def test_one_cell_gets_the_remedy_itself(key):
     assert remedy_for_cell(exp, "rnn", key) == apply_remedy(exp, key)
 
 
-@pytest.mark.parametrize("key, cell, want", [
-    ("switch_lstm", "rnn", "lstm"), ("switch_gru", "rnn", "gru"),
-    ("orthogonal_init", "rnn", "rnn"), ("forget_bias", "lstm", "lstm"),
-    ("clip_norm", "gru", "gru")])
-def test_a_comparison_gives_way_to_the_remedied_cell(key, cell, want):
+@pytest.mark.parametrize("key", ["orthogonal_init", "forget_bias", "clip_norm"])
+def test_a_setting_remedy_changes_every_column_of_a_comparison(key):
     exp = _exp(compare=("rnn", "lstm", "gru"))
+    got = remedy_for_cell(exp, "rnn", key)
+    assert got.cells == ("rnn", "lstm", "gru")
+    assert got == apply_remedy(exp, key) and got != exp
+
+
+@pytest.mark.parametrize("compare, key, cell, want", [
+    (("rnn", "lstm", "gru"), "switch_lstm", "rnn", ("lstm", "gru")),  # LSTM on show already
+    (("rnn", "gru"), "switch_lstm", "rnn", ("lstm", "gru")),  # the column becomes an LSTM
+    (("rnn", "lstm"), "switch_gru", "rnn", ("gru", "lstm")),
+    (("lstm_no_forget", "rnn"), "add_forget_gate", "lstm_no_forget", ("lstm", "rnn")),
+    (("rnn", "lstm"), "switch_lstm", "rnn", ("lstm",))])  # one cell left: no comparison
+def test_a_cell_switch_replaces_that_column(compare, key, cell, want):
+    exp = _exp(compare=compare)
     got = remedy_for_cell(exp, cell, key)
-    assert got.compare == () and got.cells == (want,)
-    assert got == apply_remedy(exp.with_cell(cell), key)
-    assert got.task == exp.task and got.seed == exp.seed
+    assert got.cells == want and got.recurrent.cell in want
+    assert got.compare == (want if len(want) > 1 else ())
+    assert got.task == exp.task and got.seed == exp.seed and got.training == exp.training
