@@ -315,6 +315,7 @@ class CellColumn(QWidget):
         self.bars_plot.setBackground(C.PANEL)
         self.bars_plot.setMouseEnabled(False, False)
         self.bars_plot.setMenuEnabled(False)
+        self.bars_plot.hideButtons()
         # the legend lives in the axis label: inside the plot it would cover the bars,
         # which at 720 pixels of screen height are only a few lines tall
         self.bars_plot.getAxis("left").setLabel("log10")
@@ -525,8 +526,7 @@ class ThroughTimeView(QWidget):
 
         self.curves_plot = pg.PlotWidget()
         self.curves_plot.setBackground(C.PANEL)
-        self.curves_plot.getAxis("bottom").setLabel("training step")
-        self.curves_plot.addLegend(offset=(-10, 5))
+        self.curves_plot.hideButtons()  # the auto-range "A" would sit on the data
         # a share of the height (resizeEvent): gives way to the per-time-step bars on a
         # small screen, grows on a large one
         self.curves_plot.setFixedHeight(CURVES_MIN_HEIGHT)
@@ -650,6 +650,11 @@ class ThroughTimeView(QWidget):
             self.curves[cell] = self.curves_plot.plot(
                 [], [], pen=C.cosmetic_pen(CELL_COLORS.get(cell, C.MEASURED), 2.0),
                 name=CELL_TITLES.get(cell, cell))
+        # the key lives in the axis label: a legend inside the plot sits on the curves
+        # (the RNN's stays at the baseline, right where a legend's top row would go)
+        self.curves_plot.getAxis("bottom").setLabel("training step &nbsp; " + " &nbsp; ".join(
+            f"<span style='color:{CELL_COLORS.get(cell, C.MEASURED)}'>\u2014</span> "
+            f"{CELL_TITLES.get(cell, cell)}" for cell in exp.cells))
         task = exp.task
         reg = task.task == "regression"
         self.curves_plot.setLogMode(y=reg)  # MSE spans decades once a cell learns
