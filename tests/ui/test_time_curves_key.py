@@ -33,3 +33,23 @@ def test_the_curves_key_is_beside_the_plot_not_on_it(qtbot):
     label = plot.getAxis("bottom").labelText
     assert all(name in label for name in ("tanh RNN", "LSTM", "GRU"))
     w.close()
+
+
+def test_an_underflowed_ratio_reads_as_underflow_not_as_zero(qtbot):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from simulator.recurrent.simulation import RecurrentSimulation
+    from ui.views.through_time import CellColumn
+
+    exp = RecurrentExperiment.build("u", TaskSpec(kind="adding", lag=5, n_samples=16),
+                                    TrainSpec(batch_size=4), cell="rnn", hidden=3)
+    norms = np.array([0.0, 1e-30, 1e-20, 1e-10, 1.0])
+    snap = replace(RecurrentSimulation(exp).snapshot(), hidden_grad_norms=norms)
+    col = CellColumn("rnn")
+    qtbot.addWidget(col)
+    col.render(snap, None, (-40.0, 0.0))
+    assert "||dL/dh_1|| / ||dL/dh_T|| = 0 (underflow)" in col.numbers.text()
+    col.render(replace(snap, hidden_grad_norms=norms + 1e-12), None, (-40.0, 0.0))
+    assert "= 1.0e-12" in col.numbers.text()

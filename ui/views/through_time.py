@@ -401,7 +401,10 @@ class CellColumn(QWidget):
         parts = [f"loss {_num(snap.loss)}", f"held-out {_num(snap.val_loss)}"]
         if math.isfinite(snap.val_accuracy):
             parts.append(f"acc {100 * snap.val_accuracy:.0f} %")
-        parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = {_num(ratio)}")
+        # 0 here means the ratio underflowed (the first steps' error is below the
+        # smallest number the dtype holds), not that nothing at all comes back
+        parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = "
+                     f"{'0 (underflow)' if ratio == 0.0 else _num(ratio)}")
         text = "   ".join(parts)
         if snap.divergence is not None:  # the diagnosis below says what happened
             text = f"diverged at step {snap.divergence.step}"
