@@ -31,7 +31,7 @@ from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer  # noqa: E402
-from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette  # noqa: E402
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette, QUndoGroup  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
     QDockWidget,
@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QMessageBox,
     QProgressBar,
     QSplitter,
+    QStackedWidget,
     QTextBrowser,
     QToolBar,
     QToolButton,
@@ -68,6 +69,7 @@ from simulator.spec import SpecError, uniform_spec  # noqa: E402
 from .commands import Editor  # noqa: E402
 from .controller import SimulationController  # noqa: E402
 from .export import install_export_action, register_window_class  # noqa: E402
+from .time_mode import DEPTH, TIME, TimeMode  # noqa: E402
 from .views import colors as C  # noqa: E402
 from .views.controls import ControlsPanel, QuickSettings  # noqa: E402
 from .views.inputguard import install_input_guard  # noqa: E402
@@ -424,26 +426,34 @@ class MainWindow(QMainWindow):
         self.action_export.setEnabled(False)
         self.action_quit = self._action("action_quit", "&Quit", self.close, ["Ctrl+Q"])
 
-        self.action_undo = c.undo_stack.createUndoAction(self, "&Undo")
+        # Undo/Redo act on the active mode's stack (the through-time one joins the group
+        # when that mode is first entered)
+        self.undo_group = QUndoGroup(self)
+        self.undo_group.addStack(c.undo_stack)
+        self.undo_group.setActiveStack(c.undo_stack)
+        self.time_mode = TimeMode(self)
+        self.action_undo = self.undo_group.createUndoAction(self, "&Undo")
         self.action_undo.setObjectName("action_undo")
         self.action_undo.setShortcuts([QKeySequence("Ctrl+Z")])
-        self.action_redo = c.undo_stack.createRedoAction(self, "&Redo")
+        self.action_redo = self.undo_group.createRedoAction(self, "&Redo")
         self.action_redo.setObjectName("action_redo")
         self.action_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.addAction(self.action_undo)
         self.addAction(self.action_redo)
 
+        # each acts on the active mode: the feedforward controller, or the through-time view
         self.action_reset = self._action(
-            "action_reset", "Reset", c.reset, ["R"],
+            "action_reset", "Reset", lambda: self._playback("reset"), ["R"],
             "Fresh weights, step 0 (R)")
         self.action_micro = self._action(
-            "action_micro", "Micro-step", c.micro_step, ["Shift+Right"],
-            "One forward or backward layer at a time (Shift+Right)")
+            "action_micro", "Micro-step", lambda: self._playback("micro_step"),
+            ["Shift+Right"],
+            "One forward or backward layer (through time: time step) at a time (Shift+Right)")
         self.action_step = self._action(
-            "action_step", "Step", c.step, ["Right"],
+            "action_step", "Step", lambda: self._playback("step"), ["Right"],
             "One whole training iteration (Right)")
         self.action_play = self._action(
-            "action_play", "Play", c.toggle_play, ["Space"],
+            "action_play", "Play", lambda: self._playback("toggle_play"), ["Space"],
             "Train continuously; press again to pause (Space)")
         self.action_to_backward = self._action(
             "action_to_backward", "Jump to backward pass", c.skip_to_backward, ["B"],
@@ -452,6 +462,15 @@ class MainWindow(QMainWindow):
         self.playback_actions = {"reset": self.action_reset, "micro": self.action_micro,
                                  "step": self.action_step, "play": self.action_play,
                                  "to_backward": self.action_to_backward}
+
+    def _playback(self, what: str) -> None:
+        """Reset / Micro-step / Step / Play on the active mode."""
+        if self.time_mode.active:
+            view = self.time_mode.view
+            if view is not None:
+                getattr(view, what)()
+        else:
+            getattr(self.controller, what)()
 
     def _build_central(self) -> None:
         self.banner = Banner()
@@ -462,10 +481,32 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(4, 4, 4, 0)
         layout.setSpacing(4)
         layout.addWidget(self.banner)
+        # one page per mode: through depth (this), through time (added on first use)
+        self.pages = QStackedWidget()
+        self.pages.setObjectName("mode_pages")
+        depth = QWidget()
+        depth.setObjectName("page_depth")
+        depth_layout = QVBoxLayout(depth)
+        depth_layout.setContentsMargins(0, 0, 0, 0)
+        depth_layout.setSpacing(4)
         self.note = ExperimentNote()
-        layout.addWidget(self.note)
-        layout.addWidget(self.canvas, 1)
+        depth_layout.addWidget(self.note)
+        depth_layout.addWidget(self.canvas, 1)
+        self.pages.addWidget(depth)
+        self.pages.currentChanged.connect(self._on_page_changed)
+        layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
+
+    def _on_page_changed(self, index: int) -> None:
+        """Only the page on show claims room: a stack is otherwise as large as its largest
+        page, and the hidden through-time page would push the docks (and the window) out
+        of a 1280x720 screen when the depth page comes back."""
+        from PySide6.QtWidgets import QSizePolicy
+
+        for i in range(self.pages.count()):
+            policy = (QSizePolicy.Policy.Preferred if i == index
+                      else QSizePolicy.Policy.Ignored)
+            self.pages.widget(i).setSizePolicy(policy, policy)
 
     def _build_top_bar(self) -> None:
         """Learning rate and activation where they are seen at once (as in Playground):
@@ -475,6 +516,8 @@ class MainWindow(QMainWindow):
         bar = QToolBar("Quick settings", self)
         bar.setObjectName("toolbar_quick")
         bar.setMovable(False)
+        bar.addWidget(self.time_mode.switch)
+        bar.addSeparator()
         for key in ("play", "step", "micro"):
             bar.addAction(self.playback_actions[key])
         bar.addSeparator()
@@ -562,12 +605,11 @@ class MainWindow(QMainWindow):
         self.action_reset_layout.setObjectName("action_reset_layout")
         self.action_reset_layout.triggered.connect(self.reset_layout)
         view.addAction(self.action_reset_layout)
-        # through time (issue 9): its own window, kernels compiled on first use
-        self.action_through_time = QAction("Through &time: RNN / LSTM / GRU\u2026", self)
-        self.action_through_time.setObjectName("action_through_time")
-        self.action_through_time.triggered.connect(lambda: importlib.import_module(
-            "ui.views.through_time").open_through_time(self))
-        view.addAction(self.action_through_time)
+        # the mode switch (issue 9): through time builds its page and compiles its kernels
+        # when first chosen
+        view.addSeparator()
+        view.addAction(self.time_mode.actions[DEPTH])
+        view.addAction(self.time_mode.actions[TIME])
 
         help_menu = bar.addMenu("&Help")
         help_menu.setObjectName("menu_help")
@@ -594,6 +636,7 @@ class MainWindow(QMainWindow):
         if not presets:
             empty = self.menu_presets.addAction("(no presets found)")
             empty.setEnabled(False)
+        self.time_mode.fill_presets_menu(self.menu_presets)
         self.menu_presets.setToolTipsVisible(True)
 
     def _build_status_bar(self) -> None:
@@ -696,7 +739,9 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         self.settings.setValue(KEY_GEOMETRY, self.saveGeometry())
         self.settings.setValue(KEY_SIZE, self.size())
-        self.settings.setValue(KEY_STATE, self.saveState())
+        # the dock layout of depth mode (time mode hides the docks)
+        state = self.time_mode.depth_dock_state() if self.time_mode.active else None
+        self.settings.setValue(KEY_STATE, state if state is not None else self.saveState())
         if self.current_path:
             self.settings.setValue(KEY_LAST_PATH, self.current_path)
         else:
@@ -738,6 +783,9 @@ class MainWindow(QMainWindow):
             self._open_comparison(spec, path)
 
     def _set_sim_actions_enabled(self, on: bool) -> None:
+        if self.time_mode.active:  # the feedforward side became ready behind the time page
+            self.time_mode.update_playback()
+            return
         for action in (*self.playback_actions.values(), self.action_save, self.action_save_as):
             action.setEnabled(on)
         self.quick.setEnabled(on)
@@ -768,6 +816,8 @@ class MainWindow(QMainWindow):
                                     f"{rate:.1f} steps/s")
 
     def _on_running_changed(self, running: bool) -> None:
+        if self.time_mode.active:
+            return  # the Play button shows the through-time run
         self.action_play.setText("Pause" if running else "Play")
         if not running:
             self.status["rate"].setText("")
@@ -785,7 +835,12 @@ class MainWindow(QMainWindow):
 
     @property
     def is_modified(self) -> bool:
-        """Settings changed since the experiment was opened or saved."""
+        """Settings changed since the experiment was opened or saved (the active mode's)."""
+        return self.mode_modified(TIME if self.time_mode.active else DEPTH)
+
+    def mode_modified(self, mode: str) -> bool:
+        if mode == TIME:
+            return self.time_mode.is_modified
         return (self._clean_experiment is not None and self._experiment_now is not None
                 and self._experiment_now != self._clean_experiment)
 
@@ -799,7 +854,7 @@ class MainWindow(QMainWindow):
     # at the end of a test ("discard"); None asks the user
     unattended_answer: str | None = None
 
-    def ask_unsaved(self, doing: str) -> str:
+    def ask_unsaved(self, doing: str, mode: str | None = None) -> str:
         """"save", "discard" or "cancel": what to do with unsaved edits before ``doing``."""
         if self.unattended_answer is not None:
             return self.unattended_answer
@@ -807,7 +862,7 @@ class MainWindow(QMainWindow):
         box.setObjectName("unsaved_box")
         box.setIcon(QMessageBox.Icon.Warning)
         box.setWindowTitle(APP_NAME)
-        box.setText(f"Save the changes to “{self._title_name()}” before {doing}?")
+        box.setText(f"Save the changes to “{self._title_name(mode)}” before {doing}?")
         box.setInformativeText("Otherwise the edits made since it was opened or last saved "
                                "are lost (they cannot be undone afterwards).")
         box.setStandardButtons(QMessageBox.StandardButton.Save
@@ -821,14 +876,16 @@ class MainWindow(QMainWindow):
                 QMessageBox.StandardButton.Discard: "discard"}.get(
                     QMessageBox.StandardButton(answer), "cancel")
 
-    def maybe_save(self, doing: str) -> bool:
+    def maybe_save(self, doing: str, mode: str | None = None) -> bool:
         """True when it is fine to go on with ``doing`` (nothing unsaved, saved, or the
-        user discarded the edits); False when the user cancelled."""
-        if not self.is_modified:
+        user discarded the edits); False when the user cancelled. ``mode`` is the mode
+        whose experiment is about to be replaced (default: the active one)."""
+        mode = mode or (TIME if self.time_mode.active else DEPTH)
+        if not self.mode_modified(mode):
             return True
-        answer = self.ask_unsaved(doing)
+        answer = self.ask_unsaved(doing, mode)
         if answer == "save":
-            return self.save()
+            return self.save(mode)
         return answer == "discard"
 
     def _on_diverged(self, report) -> None:
@@ -851,7 +908,9 @@ class MainWindow(QMainWindow):
         self.banner.show_message(text, kind)
         self.statusBar().showMessage(text.splitlines()[0] if text else "", STATUS_MESSAGE_MS)
 
-    def _title_name(self) -> str:
+    def _title_name(self, mode: str | None = None) -> str:
+        if (mode or (TIME if self.time_mode.active else DEPTH)) == TIME:
+            return self.time_mode.title_name()
         if self.current_path:
             return Path(self.current_path).name
         return self._name or "Untitled"
@@ -859,7 +918,8 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         """“file.json* — Gradient Flow Lab”: the file (or the preset's name while it is
         not saved anywhere), and a star while there are unsaved edits."""
-        self.setWindowTitle(f"{self._title_name()}[*] — {APP_NAME}")
+        mode = " · through time" if self.time_mode.active else ""
+        self.setWindowTitle(f"{self._title_name()}[*] — {APP_NAME}{mode}")
         self.setWindowModified(self.is_modified)
 
     # -- files ---------------------------------------------------------------------------------
@@ -895,11 +955,29 @@ class MainWindow(QMainWindow):
         """Open an experiment file; one with a "pretraining" section is then pretrained
         layer by layer (as Run > Pretrain layer by layer does) before training; a
         comparison file opens in a compare window."""
+        recurrent = _recurrent_file(path)
+        if recurrent is not None:  # "mode": "recurrent": through time
+            if self.time_mode.active is False and not self.maybe_save(
+                    "opening another experiment", mode=TIME):
+                return False
+            try:
+                from simulator.recurrent.experiment import load_recurrent_experiment
+
+                experiment = load_recurrent_experiment(path)
+            except ExperimentError as e:
+                self.show_message(f"Could not open the experiment. {e}")
+                return False
+            return self.time_mode.open(experiment, path)
+        if self.time_mode.active and not self.maybe_save("opening another experiment",
+                                                         mode=DEPTH):
+            return False
         try:
             study = load_study(path)
         except ExperimentError as e:
             self.show_message(f"Could not open the experiment. {e}")
             return False
+        if self.time_mode.active:
+            self.time_mode.set_mode(DEPTH)
         if isinstance(study, ComparisonSpec):
             return self._open_comparison(study, path)
         experiment = self._locate_missing_csv(study.experiment)
@@ -957,13 +1035,16 @@ class MainWindow(QMainWindow):
             return None
 
     def open_preset(self, key: str) -> bool:
-        if not self.maybe_save("loading the preset"):
+        """A feedforward preset: back to depth mode if in time mode, then load it."""
+        if not self.maybe_save("loading the preset", mode=DEPTH):
             return False
         try:
             experiment = load_preset(key)
         except ExperimentError as e:
             self.show_message(f"Could not load the preset. {e}")
             return False
+        if self.time_mode.active:
+            self.time_mode.set_mode(DEPTH)
         return self._open(experiment, None)
 
     def _open(self, experiment: Experiment, path: str | None,
@@ -989,23 +1070,36 @@ class MainWindow(QMainWindow):
             self._start_pretraining(pretraining)
         return True
 
-    def save(self) -> bool:
-        if not self.current_path:
-            return self.save_as_dialog()
-        return self.save_to(self.current_path)
+    def save(self, mode: str | None = None) -> bool:
+        """Save the experiment of ``mode`` (default: the active one) to its file."""
+        time = (mode or (TIME if self.time_mode.active else DEPTH)) == TIME
+        current = self.time_mode.path if time else self.current_path
+        if not current:
+            return self.save_as_dialog(mode)
+        return self.save_to(current, mode)
 
-    def save_as_dialog(self) -> bool:
-        if not self.controller.is_ready:
-            return False
-        start = self.current_path or str(Path(self._dialog_dir()) / f"{_slug(self._name)}.json")
+    def save_as_dialog(self, mode: str | None = None) -> bool:
+        time = (mode or (TIME if self.time_mode.active else DEPTH)) == TIME
+        if time:
+            if self.time_mode.experiment is None:
+                return False
+            current = self.time_mode.path
+            name = self.time_mode.experiment.name
+        else:
+            if not self.controller.is_ready:
+                return False
+            current, name = self.current_path, self._name
+        start = current or str(Path(self._dialog_dir()) / f"{_slug(name)}.json")
         path, _ = QFileDialog.getSaveFileName(self, "Save experiment", start, EXPERIMENT_FILTER)
         if not path:
             return False
         if not Path(path).suffix:
             path += ".json"
-        return self.save_to(path)
+        return self.save_to(path, mode)
 
-    def save_to(self, path: str) -> bool:
+    def save_to(self, path: str, mode: str | None = None) -> bool:
+        if (mode or (TIME if self.time_mode.active else DEPTH)) == TIME:
+            return self.time_mode.save_to(path)
         if not self.controller.is_ready:
             return False
         with self.controller.locked() as sim:
@@ -1069,10 +1163,11 @@ class MainWindow(QMainWindow):
 
     # -- closing -----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
-        if not self.maybe_save("quitting"):
+        if not (self.maybe_save("quitting", DEPTH) and self.maybe_save("quitting", TIME)):
             event.ignore()
             return
         self.save_settings()
+        self.time_mode.shutdown()
         self.controller.shutdown()
         if self.help_window is not None:
             self.help_window.close()
@@ -1097,6 +1192,14 @@ def fallback_experiment() -> Experiment:
         seed=0)
 
 
+class RecurrentStart:
+    """What ``_choose`` returns for a through-time file given at start: open it in time
+    mode once the window shows."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
 def choose_experiment(file: str | None, settings: QSettings
                       ) -> tuple[Experiment, str | None, str | None]:
     """(experiment, its path or None, a problem to tell the user or None).
@@ -1111,6 +1214,10 @@ def _choose(file: str | None, settings: QSettings):
     (a ``PretrainSpec``), or, for a comparison file, ``(ComparisonSpec, path)`` (the
     window then shows the default experiment and the comparison opens beside it)."""
     problem = None
+    if file and _recurrent_file(file) is not None:
+        # a through-time experiment: the window starts in depth mode on the default and
+        # opens the file in time mode once shown (its kernels compile then)
+        return default_experiment(), None, None, RecurrentStart(str(Path(file).resolve()))
     if file:
         try:
             study = load_study(file)
@@ -1209,6 +1316,8 @@ def start_window(file: str | None, settings: QSettings) -> MainWindow:
     if isinstance(extra, PretrainSpec):
         window._startup_pretraining = (experiment, extra)
         window._file_pretraining = extra
+    elif isinstance(extra, RecurrentStart):
+        QTimer.singleShot(0, lambda: window._open_path(extra.path))
     elif extra is not None:
         window._pending_comparison = extra
     window.show()
@@ -1263,6 +1372,19 @@ def _num(x: float) -> str:
     if x == 0 or 1e-3 <= abs(x) < 1e4:
         return f"{x:.4g}"
     return f"{x:.2e}"
+
+
+def _recurrent_file(path: str):
+    """The parsed JSON of ``path`` when it asks for the through-time mode, else None
+    (the feedforward loader reports whatever is wrong with any other file)."""
+    import json
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and data.get("mode") == "recurrent" else None
 
 
 def _slug(name: str) -> str:

@@ -65,6 +65,43 @@ def apply_remedy(exp: RecurrentExperiment, key: str) -> RecurrentExperiment:
     return replace(exp, recurrent=spec)
 
 
+CELL_SWITCHES = {"switch_lstm": "lstm", "switch_gru": "gru", "add_forget_gate": "lstm"}
+
+
+def remedy_for_cell(exp: RecurrentExperiment, cell: str, key: str) -> RecurrentExperiment:
+    """The experiment after the remedy ``key`` is clicked in the column of ``cell``.
+
+    A one-cell experiment gets the remedy itself. A comparison stays a comparison:
+    a remedy that changes a setting (initialization, forget-gate bias, clipping)
+    changes it for every column, so the cells still differ only in the cell; a remedy
+    that changes the cell replaces that column by the new cell, or, when the new cell
+    has a column already, removes the column (its remedy is on show beside it)."""
+    if not exp.compare:
+        return apply_remedy(exp, key)
+    if key not in CELL_SWITCHES:
+        return apply_remedy(exp, key)
+    target = CELL_SWITCHES[key]
+    cells = []
+    for c in exp.compare:
+        c = target if c == cell else c
+        if c not in cells:
+            cells.append(c)
+    if len(cells) == 1:
+        return exp.with_cell(cells[0])
+    base = exp.recurrent.cell if exp.recurrent.cell in cells else cells[0]
+    return replace(exp, recurrent=replace(exp.recurrent, cell=base), compare=tuple(cells))
+
+
+def _vanishing_text(ratio: float, T: int, dtype: str) -> str:
+    if ratio > 0.0:
+        return (f"The error that reaches the first of {T} time steps is {ratio:.1e} times the "
+                f"error at the last one, so the weights hardly learn anything from inputs far "
+                f"back in the sequence.")
+    return (f"The error that reaches the first of {T} time steps is too small a fraction of "
+            f"the error at the last one for {dtype} to hold: it computes as 0, so the "
+            f"weights learn nothing from inputs far back in the sequence.")
+
+
 def _remedies(*keys) -> tuple:
     return tuple(Remedy(k, REMEDIES[k]) for k in keys)
 
@@ -92,9 +129,7 @@ def diagnose(exp: RecurrentExperiment, snap: RecurrentSnapshot) -> list[Finding]
         out.append(Finding(
             "vanishing_through_time", "critical" if ratio < CRITICAL_RATIO else "warning",
             "Vanishing gradient through time",
-            f"The error that reaches the first of {T} time steps is {ratio:.1e} times the "
-            f"error at the last one, so the weights hardly learn anything from inputs far "
-            f"back in the sequence.", _remedies(*keys)))
+            _vanishing_text(ratio, T, exp.dtype), _remedies(*keys)))
     elif math.isfinite(ratio) and ratio > EXPLODING_RATIO:
         out.append(Finding(
             "exploding_through_time", "warning", "Exploding gradient through time",

@@ -17,9 +17,13 @@ from ui.app import MainWindow  # noqa: E402
 def test_top_bar_button_opens_a_compare_window(qtbot, controller, editor, settings):
     w = MainWindow(controller, editor, settings)
     qtbot.addWidget(w)
+    # a 1280x720 screen: the top bar (with the depth | time switch) fits it whole, while
+    # the offscreen screen (800 wide) would put its last buttons behind the overflow
+    w.resize(1264, 680)
     w.show()
     qtbot.waitUntil(lambda: controller.is_ready, timeout=60_000)
     button = w.top_bar.widgetForAction(w.compare_actions["fork"])
+    qtbot.waitUntil(button.isVisible)
     assert isinstance(button, QToolButton) and button.isVisible()
     assert button.text() == "Compare A | B"
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)

@@ -111,13 +111,17 @@ def test_lag_box_rebuilds_every_cell(qtbot, window):
     assert window.controller.snapshots["lstm"].lag == 9
 
 
-def test_view_menu_opens_the_mode(qtbot, controller, editor, settings, monkeypatch):
-    from ui import app as app_module
-    from ui.views import through_time
+def test_view_menu_holds_the_mode_switch(qtbot, controller, editor, settings):
+    """The separate window gave way to a mode of the main window (tests/ui/test_time_mode.py
+    switches it); the View menu offers both modes, one checked."""
+    from PySide6.QtWidgets import QMenu
 
-    opened = []
-    monkeypatch.setattr(through_time, "open_through_time", lambda parent: opened.append(parent))
+    from ui import app as app_module
+
     window = app_module.MainWindow(controller, editor, settings)
     qtbot.addWidget(window)
-    window.action_through_time.trigger()
-    assert opened == [window]
+    view = window.findChild(QMenu, "menu_view")
+    names = [a.objectName() for a in view.actions()]
+    assert "action_mode_depth" in names and "action_mode_time" in names
+    assert window.time_mode.actions["depth"].isChecked()
+    assert not window.time_mode.actions["time"].isChecked()

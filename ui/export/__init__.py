@@ -17,7 +17,9 @@ One idea per module:
 - ``writers``          PNG sequence, GIF and MP4 writers
 - ``job``              ExportJob: renders in slices, encodes on one worker thread
 - ``dialog``           File > Export animation... (dialog, runner, progress)
-- ``cli``              ``python main.py export`` (imported only by the command line)
+- ``time_job``         the through-time export job (issue 9), for the dialog and the CLI
+- ``cli``              ``python main.py export`` (imported only by the command line);
+                       ``through_time`` is its through-time half
 
 Imports go one way: ui.app -> ui.export.dialog -> job -> capture / writers -> frames.
 The "window" view gets the main window class by registration (ui.app calls

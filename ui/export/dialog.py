@@ -104,19 +104,27 @@ class ExportDialog(QDialog):
 
     def __init__(self, parent=None, settings: QSettings | None = None,
                  experiment_name: str = "", n_micro_steps: int = 0, start_step: int = 0,
-                 window_available: bool = True):
+                 window_available: bool = True, through_time: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Export animation")
         self._settings = settings
         self._name = experiment_name
         self._n_micro = n_micro_steps
         self._start_step = start_step
+        # the main window in time mode: one view (every cell side by side), from step 0
+        self.through_time = through_time
 
         self.view_box = QComboBox()
-        for key in ("window", "canvas", "flow", "composed", "composed_factors"):
-            if key != "window" or window_available:
-                self.view_box.addItem(VIEW_LABELS[key], key)
-        self.view_box.setCurrentIndex(self.view_box.findData("canvas"))
+        if through_time:
+            self.view_box.addItem("Through time: every cell side by side", "canvas")
+            self.view_box.setToolTip("The through-time page as the export draws it (as "
+                                     "main.py export does for a through-time experiment), "
+                                     "from step 0 of the experiment")
+        else:
+            for key in ("window", "canvas", "flow", "composed", "composed_factors"):
+                if key != "window" or window_available:
+                    self.view_box.addItem(VIEW_LABELS[key], key)
+            self.view_box.setCurrentIndex(self.view_box.findData("canvas"))
         self.size_box = QComboBox()
         for w, h in SIZE_PRESETS:
             self.size_box.addItem(f"{w} × {h}", f"{w}x{h}")
@@ -277,6 +285,13 @@ class ExportDialog(QDialog):
 
     def _problems(self, s: ExportSettings) -> list[str]:
         problems = s.problems()
+        if self.through_time and not problems:
+            from ui.export.time_job import check_size
+
+            try:
+                check_size(s)
+            except ExportError as e:
+                problems.append(str(e))
         if s.micro and not self._n_micro:
             problems.append("Micro-step frames need a running simulation.")
         if not problems:
@@ -330,7 +345,7 @@ class ExportDialog(QDialog):
             return
         g = self.SETTINGS_GROUP
         view = st.value(f"{g}/view")
-        if view in VIEWS:
+        if view in VIEWS and not self.through_time:
             self.set_view(view)
         try:
             self.set_size(*parse_size(str(st.value(f"{g}/size", ""))))
@@ -360,7 +375,8 @@ class ExportDialog(QDialog):
             return
         s = self.export_settings()
         g = self.SETTINGS_GROUP
-        for key, value in (("view", s.view), ("size", f"{s.width}x{s.height}"),
+        remembered = (("view", s.view),) if not self.through_time else ()
+        for key, value in (*remembered, ("size", f"{s.width}x{s.height}"),
                            ("steps", s.steps), ("every", s.every), ("fps", s.fps),
                            ("micro", s.micro), ("format", s.format),
                            ("folder", str(Path(s.out).parent))):
@@ -393,17 +409,34 @@ class WindowExporter(QObject):
     def busy(self) -> bool:
         return self.runner is not None
 
+    def _time_mode(self):
+        """The window's through-time experiment when it is in time mode, else None."""
+        mode = getattr(self.window, "time_mode", None)
+        if mode is None or not mode.active or mode.controller is None:
+            return None
+        return mode.controller.experiment if mode.controller.is_ready else None
+
     def open_dialog(self) -> ExportDialog | None:
         """Show the dialog (without blocking); returns it, or None while exporting."""
-        if self.busy or not self.controller.is_ready:
+        if self.busy:
             return None
         if self.dialog is not None:
             self.dialog.raise_()
             return self.dialog
-        sim = self.controller.sim
-        dialog = ExportDialog(self.window, self.settings, experiment_name=sim.experiment.name,
-                              n_micro_steps=sim.n_micro_steps, start_step=sim.step_count,
-                              window_available=window_view_available())
+        recurrent = self._time_mode()
+        if recurrent is not None:
+            dialog = ExportDialog(self.window, self.settings, experiment_name=recurrent.name,
+                                  n_micro_steps=2 * recurrent.task.lag + 2, start_step=0,
+                                  through_time=True)
+            dialog.setWindowTitle("Export animation \u2014 through time")
+        elif not self.controller.is_ready:
+            return None
+        else:
+            sim = self.controller.sim
+            dialog = ExportDialog(self.window, self.settings,
+                                  experiment_name=sim.experiment.name,
+                                  n_micro_steps=sim.n_micro_steps, start_step=sim.step_count,
+                                  window_available=window_view_available())
         if not dialog.dest_edit.text():
             videos = Path.home() / "Videos"
             dialog.dest_edit.setText(str(dialog.default_destination(
@@ -423,17 +456,26 @@ class WindowExporter(QObject):
             self.action.setEnabled(True)
 
     def start(self, settings: ExportSettings) -> bool:
-        """Export ``settings`` from the current state, without blocking."""
-        if self.busy or not self.controller.is_ready:
+        """Export ``settings`` from the current state (in time mode: the through-time
+        experiment from step 0), without blocking."""
+        if self.busy:
             return False
-        name = self.controller.sim.experiment.name
-        try:
-            clone = clone_controller(self.controller, parent=self)
-        except ExportError as e:
-            self._on_finished(ExportResult("failed", str(e)))
-            return False
-        state = self.window.saveState() if isinstance(self.window, QMainWindow) else None
-        job = ExportJob(clone, settings, experiment_name=name, layout_state=state)
+        recurrent = self._time_mode()
+        if recurrent is not None:
+            from ui.export.time_job import ThroughTimeDialogJob
+
+            job = ThroughTimeDialogJob(recurrent, settings)
+        else:
+            if not self.controller.is_ready:
+                return False
+            name = self.controller.sim.experiment.name
+            try:
+                clone = clone_controller(self.controller, parent=self)
+            except ExportError as e:
+                self._on_finished(ExportResult("failed", str(e)))
+                return False
+            state = self.window.saveState() if isinstance(self.window, QMainWindow) else None
+            job = ExportJob(clone, settings, experiment_name=name, layout_state=state)
         self.runner = ExportRunner(job, self)
         progress = QProgressDialog("Preparing the export…", "Cancel", 0, 1, self.window)
         progress.setWindowTitle("Exporting animation")
@@ -466,8 +508,10 @@ class WindowExporter(QObject):
             self.progress_dialog = None
         if self.runner is not None:
             runner, self.runner = self.runner, None
-            runner.job.controller.shutdown()
-            runner.job.controller.deleteLater()
+            controller = getattr(runner.job, "controller", None)  # the export's private copy
+            if controller is not None:
+                controller.shutdown()
+                controller.deleteLater()
             runner.deleteLater()
         self.last_result = result
         self._show_result(result)

@@ -15,6 +15,7 @@ first time this window opens, never at program start.
 
 from __future__ import annotations
 
+import html
 import math
 import threading
 import time
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -33,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.recurrent.diagnosis import diagnose
+from simulator.recurrent.diagnosis import REMEDIES, diagnose, remedy_for_cell
 from simulator.recurrent.experiment import list_recurrent_presets, load_recurrent_preset
 from simulator.recurrent.simulation import RecurrentSimulation
 from simulator.recurrent.tasks import MAX_LAG
@@ -48,6 +50,27 @@ PLAY_TIME_STEPS = 250  # per cell and turn while playing: 5 iterations at lag 50
 PULSE_SECONDS = 1.2  # the backward pulse crosses the whole sequence in this time
 FRAME_MS = 40
 MAX_PLAY_LAG = 500
+# the held-out curves' share of the view's height, and its bounds in pixels
+CURVES_SHARE, CURVES_MIN_HEIGHT, CURVES_MAX_HEIGHT = 0.27, 130, 320
+# what a remedy button says; the whole sentence (diagnosis.REMEDIES) is its tooltip
+REMEDY_BUTTON_TEXT = {"switch_lstm": "Switch to LSTM", "switch_gru": "Switch to GRU",
+                      "orthogonal_init": "Orthogonal init", "forget_bias": "Forget bias 1",
+                      "add_forget_gate": "Add a forget gate", "clip_norm": "Clip at 1"}
+
+
+class SetExperimentCommand(QUndoCommand):
+    """One undoable change of the through-time experiment (a remedy, a lag): each way
+    rebuilds every cell from step 0, as the experiment asks."""
+
+    def __init__(self, controller, before, after, text: str):
+        super().__init__(text)
+        self.controller, self.before, self.after = controller, before, after
+
+    def redo(self) -> None:
+        self.controller.set_experiment(self.after)
+
+    def undo(self) -> None:
+        self.controller.set_experiment(self.before)
 
 
 class ThroughTimeController(QObject):
@@ -70,6 +93,9 @@ class ThroughTimeController(QObject):
         self._playing = False
         self._thread: threading.Thread | None = None
         self.is_ready = False
+        # edits of the experiment (remedies, the lag): Ctrl+Z in the main window's time mode
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(100)
 
     # -- building ------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,14 +106,15 @@ class ThroughTimeController(QObject):
             try:
                 from simulator.recurrent import warmup
                 warmup(("float32",))
-                sims = {c: RecurrentSimulation(self.experiment.with_cell(c), eval_every=20)
-                        for c in self.experiment.cells}
+                with self._lock:  # the experiment may have been replaced meanwhile
+                    self.sims = {c: RecurrentSimulation(self.experiment.with_cell(c),
+                                                        eval_every=20)
+                                 for c in self.experiment.cells}
+                    self.is_ready = True
             except Exception as e:  # reported in the window, never a traceback
+                self.compiling_changed.emit(False)
                 self.error.emit(f"could not build the through-time simulations: {e}")
                 return
-            with self._lock:
-                self.sims = sims
-                self.is_ready = True
             self.compiling_changed.emit(False)
             self.ready.emit()
             self._publish()
@@ -96,13 +123,35 @@ class ThroughTimeController(QObject):
         self._thread.start()
 
     def set_experiment(self, experiment) -> None:
+        """Every cell rebuilt from step 0 for ``experiment`` (before the build has run:
+        the build takes this one)."""
         self.pause()
         with self._lock:
             self.experiment = experiment
-            self.sims = {c: RecurrentSimulation(experiment.with_cell(c), eval_every=20)
-                         for c in experiment.cells}
+            if self.is_ready:
+                self.sims = {c: RecurrentSimulation(experiment.with_cell(c), eval_every=20)
+                             for c in experiment.cells}
         self.experiment_changed.emit(experiment)
-        self._publish()
+        if self.is_ready:
+            self._publish()
+
+    def open_experiment(self, experiment) -> None:
+        """A new experiment (a preset, a file): its run starts afresh and the edits made
+        to the previous one can no longer be undone."""
+        self.set_experiment(experiment)
+        self.undo_stack.clear()
+
+    def edit(self, experiment, text: str) -> bool:
+        """Replace the experiment as one undoable step (the run restarts from step 0)."""
+        if not self.is_ready or experiment == self.experiment:
+            return False
+        self.undo_stack.push(SetExperimentCommand(self, self.experiment, experiment, text))
+        return True
+
+    def apply_remedy(self, cell: str, key: str) -> bool:
+        """Remedy ``key`` for the column of ``cell`` (see ``remedy_for_cell``), undoable."""
+        return self.edit(remedy_for_cell(self.experiment, cell, key),
+                         f"{REMEDY_BUTTON_TEXT.get(key, key)} ({CELL_TITLES.get(cell, cell)})")
 
     def _publish(self) -> None:
         """Snapshots and training curves (copies) for the window, which never takes the
@@ -206,7 +255,10 @@ def _log10(values: np.ndarray) -> np.ndarray:
 
 
 class CellColumn(QWidget):
-    """One cell: title and numbers, the unrolled sequence, the per-time-step bars."""
+    """One cell: title and numbers, the diagnosis with a button per remedy, the unrolled
+    sequence, the per-time-step bars."""
+
+    remedy_requested = Signal(str, str)  # cell, remedy key
 
     def __init__(self, cell: str, parent=None):
         super().__init__(parent)
@@ -223,11 +275,25 @@ class CellColumn(QWidget):
         self.diagnosis.setWordWrap(True)
         self.diagnosis.setStyleSheet(f"color: {C.SEVERITY['warning']};")
         self.diagnosis.setAlignment(Qt.AlignmentFlag.AlignTop)
-        # the same height in every column, so the canvases and bars line up side by side
-        self.diagnosis.setFixedHeight(3 * self.diagnosis.fontMetrics().lineSpacing() + 4)
+        # the same height in every column, so the canvases and bars line up side by side:
+        # the view sets it to what the longest text needs (ThroughTimeView._fit_diagnoses)
+        self.diagnosis.setTextFormat(Qt.TextFormat.RichText)
+        self._min_diagnosis_height = self.diagnosis.fontMetrics().lineSpacing() + 4
+        self.diagnosis.setFixedHeight(self._min_diagnosis_height)
+        # the remedies of the findings, one button each; the row keeps its height when
+        # empty, so the columns stay aligned whichever of them has remedies
+        self.remedy_row = QWidget()
+        self.remedy_row.setObjectName(f"remedies_{cell}")
+        row = QHBoxLayout(self.remedy_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addStretch(1)
+        self.remedy_row.setFixedHeight(QPushButton("X").sizeHint().height())
+        self.remedy_buttons: dict[str, QPushButton] = {}
         lay.addWidget(self.title)
         lay.addWidget(self.numbers)
         lay.addWidget(self.diagnosis)
+        lay.addWidget(self.remedy_row)
 
         self.canvas = pg.PlotWidget()
         self.canvas.setBackground(C.PANEL)
@@ -235,7 +301,7 @@ class CellColumn(QWidget):
         self.canvas.getAxis("bottom").setLabel("time step t")
         self.canvas.setMouseEnabled(False, False)
         self.canvas.setMenuEnabled(False)
-        self.canvas.setFixedHeight(130)
+        self.canvas.setFixedHeight(115)
         self.links = pg.PlotCurveItem(connect="pairs", pen=C.cosmetic_pen(C.GRID, 1.2))
         self.inputs = pg.ScatterPlotItem(size=6, pen=None)
         self.states = pg.ScatterPlotItem(size=10, pen=None)
@@ -249,18 +315,22 @@ class CellColumn(QWidget):
         self.bars_plot.setBackground(C.PANEL)
         self.bars_plot.setMouseEnabled(False, False)
         self.bars_plot.setMenuEnabled(False)
-        self.bars_plot.getAxis("left").setLabel("log10 ||dL/dh_t||")
-        self.bars_plot.getAxis("bottom").setLabel("time step t")
+        self.bars_plot.hideButtons()
+        # the legend lives in the axis label: inside the plot it would cover the bars,
+        # which at 720 pixels of screen height are only a few lines tall
+        self.bars_plot.getAxis("left").setLabel("log10")
+        swatch = "<span style='color:{}'>\u25a0</span> {}"
+        keys = [swatch.format(CELL_COLORS.get(cell, C.MEASURED), "||dL/dh_t||")]
+        if cell.startswith("lstm"):
+            keys.append(swatch.format("#ffd166", "cell path ||dL/dc_t||"))
+        self.bars_plot.getAxis("bottom").setLabel("time step t &nbsp; " + " &nbsp; ".join(keys))
         self.bars_h = pg.BarGraphItem(x=[0], height=[0], width=0.8,
                                       brush=CELL_COLORS.get(cell, C.MEASURED), pen=None)
         self.bars_c = pg.BarGraphItem(x=[0], height=[0], width=0.4, brush="#ffd166", pen=None)
         self.bars_plot.addItem(self.bars_h)
         self.bars_plot.addItem(self.bars_c)
         self.bars_c.setVisible(False)
-        if cell.startswith("lstm"):
-            self.bars_plot.addLegend(offset=(5, 5))
-            self.bars_plot.plotItem.legend.addItem(self.bars_h, "||dL/dh_t||")
-            self.bars_plot.plotItem.legend.addItem(self.bars_c, "cell path ||dL/dc_t||")
+        self.bars_plot.setMinimumHeight(90)
         lay.addWidget(self.bars_plot, 1)
         self._T = -1
         self.snapshot = None
@@ -283,16 +353,41 @@ class CellColumn(QWidget):
         self._T = T
 
     def show_findings(self, findings) -> None:
-        """The most severe finding and what to try, in one or two lines."""
+        """The most severe finding in words, and a button for every remedy of every
+        finding (the most severe finding's first)."""
+        order = {"critical": 0, "warning": 1, "info": 2}
+        findings = sorted(findings, key=lambda f: order.get(f.severity, 3))
+        keys = list(dict.fromkeys(r.key for f in findings for r in f.remedies))
+        if list(self.remedy_buttons) != keys:
+            for b in self.remedy_buttons.values():
+                self.remedy_row.layout().removeWidget(b)
+                b.hide()
+                b.deleteLater()
+            self.remedy_buttons = {}
+            row = self.remedy_row.layout()
+            for key in keys:
+                b = QPushButton(REMEDY_BUTTON_TEXT.get(key, key))
+                b.setObjectName(f"remedy_{self.cell}_{key}")
+                b.setToolTip(REMEDIES.get(key, key) + ". The run restarts from step 0 "
+                             "(Ctrl+Z undoes it).")
+                b.clicked.connect(lambda _c=False, k=key: self.remedy_requested.emit(
+                    self.cell, k))
+                row.insertWidget(row.count() - 1, b)
+                self.remedy_buttons[key] = b
         if not findings:
             self.diagnosis.setText("")
+            self.diagnosis.setToolTip("")
             return
-        order = {"critical": 0, "warning": 1, "info": 2}
-        f = min(findings, key=lambda f: order.get(f.severity, 3))
-        tries = "; ".join(r.label for r in f.remedies)
+        f = findings[0]
         self.diagnosis.setStyleSheet(f"color: {C.SEVERITY.get(f.severity, C.MUTED)};")
-        self.diagnosis.setText(f.title + (f". Try: {tries}" if tries else f". {f.detail}"))
+        self.diagnosis.setText(f"<b>{html.escape(f.title)}.</b> {html.escape(f.detail)}")
         self.diagnosis.setToolTip(f.detail)
+
+    def diagnosis_height(self) -> int:
+        """The height the diagnosis text needs at the column's current width."""
+        label = self.diagnosis
+        width = max(label.width(), 100)
+        return max(label.heightForWidth(width), self._min_diagnosis_height)
 
     def render(self, snap, pulse: float | None, yrange: tuple[float, float]) -> None:
         """Draw ``snap``; bars from the pulse's position to T; ``yrange`` (log10) is shared
@@ -306,10 +401,13 @@ class CellColumn(QWidget):
         parts = [f"loss {_num(snap.loss)}", f"held-out {_num(snap.val_loss)}"]
         if math.isfinite(snap.val_accuracy):
             parts.append(f"acc {100 * snap.val_accuracy:.0f} %")
-        parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = {_num(ratio)}")
+        # 0 here means the ratio underflowed (the first steps' error is below the
+        # smallest number the dtype holds), not that nothing at all comes back
+        parts.append(f"||dL/dh_1|| / ||dL/dh_T|| = "
+                     f"{'0 (underflow)' if ratio == 0.0 else _num(ratio)}")
         text = "   ".join(parts)
-        if snap.divergence is not None:
-            text = snap.divergence.message
+        if snap.divergence is not None:  # the diagnosis below says what happened
+            text = f"diverged at step {snap.divergence.step}"
         self.numbers.setText(text)
 
         t = np.arange(1, T + 1, dtype=float)
@@ -361,14 +459,21 @@ def _num(x: float) -> str:
     return f"{x:.1e}"
 
 
-class ThroughTimeWindow(QWidget):
-    """The through-time mode, a window of its own (File/View menu of the main window)."""
+class ThroughTimeView(QWidget):
+    """The through-time mode: every compared cell side by side, the held-out curves.
 
-    def __init__(self, controller: ThroughTimeController | None = None, parent=None):
-        super().__init__(parent, Qt.WindowType.Window)
-        self.setObjectName("through_time_window")
-        self.setWindowTitle("Gradient Flow Lab \u2014 through time")
-        self.resize(1280, 720)
+    The main window shows it as its "Through time" page (``embedded``: the window's top
+    bar plays and steps it, so its own Step/Micro-step/Play/Export buttons hide);
+    ``ThroughTimeWindow`` shows it alone (the export draws that one)."""
+
+    def __init__(self, controller: ThroughTimeController | None = None, parent=None,
+                 flags=Qt.WindowType.Widget, embedded: bool = False):
+        super().__init__(parent, flags)
+        self.setObjectName("through_time_view")
+        self.embedded = embedded
+        # set by the main window: a preset chosen in the box goes through it (it asks
+        # about unsaved edits first); None loads it directly
+        self.preset_handler = None
         self.controller = controller or ThroughTimeController(parent=self)
         c = self.controller
 
@@ -404,6 +509,9 @@ class ThroughTimeWindow(QWidget):
             b.clicked.connect(slot)
             b.setEnabled(False)
             self.buttons[key] = b
+        if embedded:  # the main window's top bar and File > Export do these
+            for key in ("micro", "step", "play", "export"):
+                self.buttons[key].hide()
         self.status = QLabel("Compiling the through-time kernels\u2026")
         self.status.setObjectName("status")
         self.status.setStyleSheet(f"color: {C.MUTED};")
@@ -416,21 +524,22 @@ class ThroughTimeWindow(QWidget):
         root.addLayout(bar)
 
         self.columns_box = QGridLayout()
-        root.addLayout(self.columns_box, 3)
+        root.addLayout(self.columns_box, 2)
         self.columns: dict[str, CellColumn] = {}
 
         self.curves_plot = pg.PlotWidget()
         self.curves_plot.setBackground(C.PANEL)
-        self.curves_plot.getAxis("bottom").setLabel("training step")
-        self.curves_plot.addLegend(offset=(-10, 5))
-        self.curves_plot.setFixedHeight(190)
+        self.curves_plot.hideButtons()  # the auto-range "A" would sit on the data
+        # a share of the height (resizeEvent): gives way to the per-time-step bars on a
+        # small screen, grows on a large one
+        self.curves_plot.setFixedHeight(CURVES_MIN_HEIGHT)
         self.curves_plot.getAxis("left").enableAutoSIPrefix(False)
         self.baseline = pg.InfiniteLine(angle=0, pen=C.cosmetic_pen(
             C.MUTED, 1.0, Qt.PenStyle.DashLine), label="baseline", labelOpts={
                 "color": C.MUTED, "position": 0.35})
         self.curves_plot.addItem(self.baseline)
         self.curves: dict[str, pg.PlotDataItem] = {}
-        root.addWidget(self.curves_plot)
+        root.addWidget(self.curves_plot, 1)
 
         self._pulse: float | None = None
         self._pulse_start = 0.0
@@ -462,13 +571,33 @@ class ThroughTimeWindow(QWidget):
         self.controller.step()
         self._start_pulse()
 
+    step = _step  # the main window's Step (Right) in time mode
+
+    def micro_step(self) -> None:
+        self.controller.micro_step()
+
+    def toggle_play(self) -> None:
+        self.controller.toggle_play()
+
+    def reset(self) -> None:
+        self.controller.reset()
+
+    def _on_remedy_requested(self, cell: str, key: str) -> None:
+        self.controller.apply_remedy(cell, key)
+
     def _export(self) -> None:
-        from ui.export.through_time import export_from_window
+        from ui.export.time_job import export_from_window
         export_from_window(self)
 
     def _on_preset_chosen(self, index: int) -> None:
-        if 0 <= index < len(self._preset_keys):
-            self.controller.set_experiment(load_recurrent_preset(self._preset_keys[index]))
+        if not 0 <= index < len(self._preset_keys):
+            return
+        key = self._preset_keys[index]
+        if self.preset_handler is not None:
+            if not self.preset_handler(key):  # cancelled: the box shows the experiment again
+                self._on_experiment_changed(self.controller.experiment)
+            return
+        self.controller.open_experiment(load_recurrent_preset(key))
 
     def _on_lag_chosen(self) -> None:
         exp = self.controller.experiment
@@ -476,7 +605,9 @@ class ThroughTimeWindow(QWidget):
         if lag == exp.task.lag:
             return
         from dataclasses import replace
-        self.controller.set_experiment(replace(exp, task=replace(exp.task, lag=lag)))
+        if not self.controller.edit(replace(exp, task=replace(exp.task, lag=lag)),
+                                    f"Lag T = {lag}"):
+            self.lag_box.setValue(exp.task.lag)  # not ready yet: nothing changed
 
     # -- controller signals ----------------------------------------------------------------
     def _on_compiling_changed(self, compiling: bool) -> None:
@@ -506,11 +637,13 @@ class ThroughTimeWindow(QWidget):
             self.preset_box.setCurrentIndex(names.index(exp.name))
         self.lag_box.setValue(exp.task.lag)
         for col in self.columns.values():
-            col.setParent(None)
+            self.columns_box.removeWidget(col)
+            col.hide()  # kept as a child until deleted: never a top-level window
             col.deleteLater()
         self.columns = {}
         for i, cell in enumerate(exp.cells):
             col = CellColumn(cell)
+            col.remedy_requested.connect(self._on_remedy_requested)
             self.columns_box.addWidget(col, 0, i)
             self.columns[cell] = col
         for curve in self.curves.values():
@@ -520,6 +653,11 @@ class ThroughTimeWindow(QWidget):
             self.curves[cell] = self.curves_plot.plot(
                 [], [], pen=C.cosmetic_pen(CELL_COLORS.get(cell, C.MEASURED), 2.0),
                 name=CELL_TITLES.get(cell, cell))
+        # the key lives in the axis label: a legend inside the plot sits on the curves
+        # (the RNN's stays at the baseline, right where a legend's top row would go)
+        self.curves_plot.getAxis("bottom").setLabel("training step &nbsp; " + " &nbsp; ".join(
+            f"<span style='color:{CELL_COLORS.get(cell, C.MEASURED)}'>\u2014</span> "
+            f"{CELL_TITLES.get(cell, cell)}" for cell in exp.cells))
         task = exp.task
         reg = task.task == "regression"
         self.curves_plot.setLogMode(y=reg)  # MSE spans decades once a cell learns
@@ -554,7 +692,29 @@ class ThroughTimeWindow(QWidget):
         top = float(values.max()) + 0.5
         return max(float(values.min()) - 0.5, top - 24.0), top
 
+    def _fit_diagnoses(self) -> None:
+        """Every column's diagnosis as tall as the longest one needs (so the canvases
+        and bars stay side by side), at most six lines."""
+        if not self.columns:
+            return
+        col = next(iter(self.columns.values()))
+        cap = 6 * col.diagnosis.fontMetrics().lineSpacing() + 4
+        h = min(max(c.diagnosis_height() for c in self.columns.values()), cap)
+        # the remedy rows only while some column has remedies
+        remedies = any(c.remedy_buttons for c in self.columns.values())
+        for c in self.columns.values():
+            if c.diagnosis.height() != h:
+                c.diagnosis.setFixedHeight(h)
+            c.remedy_row.setVisible(remedies)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        h = int(CURVES_SHARE * self.height())
+        self.curves_plot.setFixedHeight(max(CURVES_MIN_HEIGHT, min(CURVES_MAX_HEIGHT, h)))
+        self._fit_diagnoses()
+
     def _draw(self, snaps: dict) -> None:
+        refit = False
         pulse = self._pulse
         yrange = self.shared_range(snaps)
         for cell, snap in snaps.items():
@@ -565,9 +725,12 @@ class ThroughTimeWindow(QWidget):
                 if snap is not col.diagnosed:
                     col.diagnosed = snap
                     col.show_findings(diagnose(self.controller.experiment, snap))
+                    refit = True
         for cell, (steps, y) in self.controller.curves.items():
             if cell in self.curves:
                 self.curves[cell].setData(steps, y)
+        if refit:
+            self._fit_diagnoses()
 
     # -- the backward pulse ------------------------------------------------------------------
     def _start_pulse(self) -> None:
@@ -596,20 +759,22 @@ class ThroughTimeWindow(QWidget):
         """The time step the backward pulse has reached (None when it is not running)."""
         return self._pulse
 
-    def closeEvent(self, ev) -> None:
+    def shutdown(self) -> None:
+        """Stop the clock and the training thread (the main window calls this on close)."""
         self._pulse_timer.stop()
         self.controller.close()
+
+    def closeEvent(self, ev) -> None:
+        self.shutdown()
         super().closeEvent(ev)
 
 
-_window: ThroughTimeWindow | None = None
+class ThroughTimeWindow(ThroughTimeView):
+    """The through-time view as a window of its own, with its own buttons (the export
+    renders this; the app shows the view inside its main window)."""
 
-
-def open_through_time(parent=None) -> ThroughTimeWindow:
-    """Show the through-time window, building it (and compiling its kernels) on first use."""
-    global _window
-    if _window is None or not _window.isVisible():
-        _window = ThroughTimeWindow(parent=parent)
-    _window.show()
-    _window.raise_()
-    return _window
+    def __init__(self, controller: ThroughTimeController | None = None, parent=None):
+        super().__init__(controller, parent, Qt.WindowType.Window)
+        self.setObjectName("through_time_window")
+        self.setWindowTitle("Gradient Flow Lab \u2014 through time")
+        self.resize(1280, 720)
