@@ -287,7 +287,7 @@ def section(results, rounds, calls, exp_ns, peak) -> str:
     off = "torch 1 thread, oneDNN off"
     lines = [SECTION, "",
              f"Measured {datetime.date.today().isoformat()} on {platform.machine()}, "
-             f"{os.cpu_count()} logical CPUs (shared with other work while it ran), "
+             f"{os.cpu_count()} logical CPUs, "
              f"torch {torch.__version__ if torch else 'absent'} (default "
              f"{DEFAULT_TORCH_THREADS} threads), {rounds} interleaved rounds of "
              f"{calls * STEPS_PER_CALL} steps per implementation, load average "
@@ -326,12 +326,9 @@ def section(results, rounds, calls, exp_ns, peak) -> str:
               "divide the fastest a step could possibly be, if it were nothing but its "
               "three recurrent products (h_{t-1} W_hh^T and dz_t W_hh for every t, and "
               "sum_t dz_t^T h_{t-1}), by PyTorch's measured step: first at the rate those "
-              "products reach at the step's sizes, then at the peak rate. Where that "
-              "ceiling is below the target, no elementwise code can meet it on this "
-              "machine. That is the case for the LSTM at hidden 32: PyTorch's `nn.LSTM` "
-              "runs oneDNN's fused LSTM kernel here (the last column of the first table "
-              "shows the same model with oneDNN switched off), which leaves less than 3x "
-              "to win even at the peak GEMM rate.", "",
+              "products reach at the step's sizes, then at the peak rate. Where the first "
+              "is below the target, no elementwise code can meet the target with this "
+              "BLAS." + "".join(_ceiling_notes(results, peak)), "",
               f"Per element, a compiled scalar libm `exp` costs {exp_ns['libm exp']:.1f} ns "
               "here; the branch-free vectorized sigmoid of `simulator/recurrent/vmath.py` "
               f"costs {exp_ns['sigmoid float32']:.2f} ns in float32 and "
@@ -359,11 +356,34 @@ def section(results, rounds, calls, exp_ns, peak) -> str:
               "block's offset is a constant multiple of H (an offset known only at run "
               "time keeps numba's negative-index check in the loop). The "
               "core also returns ||dL/dh_t|| and ||dL/dc_t|| for every t, which the "
-              "PyTorch reference does not compute. The machine was shared with other jobs "
-              "while this ran, so absolute rates are noisy, and PyTorch's "
-              "multi-threaded default suffers most from the contention; compare the "
-              "interleaved ratios rather than the rates.", ""]
+              "PyTorch reference does not compute. This is a shared virtual machine: "
+              "absolute rates vary from run to run (PyTorch's one-thread LSTM between "
+              "about 380 and 560 steps/s at hidden 32 in runs on the same day), and "
+              "PyTorch's multi-threaded default suffers most when other work runs; "
+              "compare the interleaved ratios rather than the rates.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _ceiling_notes(results, peak) -> list:
+    """One sentence per missed target: what its products' ceiling is, from the numbers."""
+    notes = []
+    for (cell, H, T, B, target), (med, ratios, prof) in results:
+        t1 = med.get("torch 1 thread")
+        if t1 is None or ratios.get("torch 1 thread", 0.0) >= target:
+            continue
+        c1 = 1.0 / prof["BLAS"] / t1
+        c2 = peak * 1e9 / product_flops(cell, H, T, B) / t1
+        verdict = ("below the target: with this BLAS it cannot be met" if c1 < target else
+                   "above the target, so the elementwise code is what falls short")
+        notes.append(f" For the {cell.upper()} at hidden {H} (target {target:g}x) the "
+                     f"products alone would give {c1:.2f}x ({c2:.2f}x at the peak rate): "
+                     f"{verdict}.")
+        off = med.get("torch 1 thread, oneDNN off")
+        if off is not None:
+            notes.append(f" PyTorch's `nn.LSTM` runs oneDNN's fused LSTM here: with oneDNN "
+                         f"switched off the same model takes {t1 / off:.1f} times as long "
+                         f"per step (last column of the first table).")
+    return notes
 
 
 def write_doc(text: str, path: Path) -> None:
