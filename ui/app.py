@@ -129,6 +129,20 @@ def plain_tooltip(text: str) -> str:
     return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
+def add_preset_actions(menu, presets, object_prefix: str, open_preset, empty_text: str):
+    """One action per (key, name, description) preset in ``menu``, opening it with
+    ``open_preset(key)``; the description is its tooltip, its first line the status tip."""
+    for key, name, description in presets:
+        action = menu.addAction(name)
+        action.setObjectName(f"{object_prefix}{key}")
+        action.setData(key)
+        action.setToolTip(plain_tooltip(description))
+        action.setStatusTip(description.split("\n")[0][:160])
+        action.triggered.connect(lambda _checked=False, k=key: open_preset(k))
+    if not presets:
+        menu.addAction(empty_text).setEnabled(False)
+
+
 class Banner(QFrame):
     """A message across the top of the canvas that does not block anything:
     divergence reports, refused values, files that would not open."""
@@ -625,17 +639,8 @@ class MainWindow(QMainWindow):
 
     def _fill_presets_menu(self) -> None:
         self.menu_presets.clear()
-        presets = list_presets()
-        for key, name, description in presets:
-            action = self.menu_presets.addAction(name)
-            action.setObjectName(f"preset_{key}")
-            action.setData(key)
-            action.setToolTip(plain_tooltip(description))
-            action.setStatusTip(description.split("\n")[0][:160])
-            action.triggered.connect(lambda _checked=False, k=key: self.open_preset(k))
-        if not presets:
-            empty = self.menu_presets.addAction("(no presets found)")
-            empty.setEnabled(False)
+        add_preset_actions(self.menu_presets, list_presets(), "preset_", self.open_preset,
+                           "(no presets found)")
         self.time_mode.fill_presets_menu(self.menu_presets)
         self.menu_presets.setToolTipsVisible(True)
 

@@ -298,19 +298,11 @@ class TimeMode(QObject):
     def _fill_time_presets(self, sub) -> None:
         from simulator.recurrent.experiment import list_recurrent_presets
 
-        from .app import plain_tooltip
+        from .app import add_preset_actions
 
         sub.clear()
-        presets = list_recurrent_presets()
-        for key, name, description in presets:
-            action = sub.addAction(name)
-            action.setObjectName(f"preset_time_{key}")
-            action.setData(key)
-            action.setToolTip(plain_tooltip(description))
-            action.setStatusTip(description.split("\n")[0][:160])
-            action.triggered.connect(lambda _checked=False, k=key: self.open_preset(k))
-        if not presets:
-            sub.addAction("(no through-time presets found)").setEnabled(False)
+        add_preset_actions(sub, list_recurrent_presets(), "preset_time_", self.open_preset,
+                           "(no through-time presets found)")
 
     def shutdown(self) -> None:
         if self.view is not None:
