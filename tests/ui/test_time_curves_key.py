@@ -53,3 +53,23 @@ def test_an_underflowed_ratio_reads_as_underflow_not_as_zero(qtbot):
     assert "||dL/dh_1|| / ||dL/dh_T|| = 0 (underflow)" in col.numbers.text()
     col.render(replace(snap, hidden_grad_norms=norms + 1e-12), None, (-40.0, 0.0))
     assert "= 1.0e-12" in col.numbers.text()
+
+
+def test_before_any_score_the_curves_span_whole_decades_then_auto_range(qtbot):
+    exp = RecurrentExperiment.build(
+        "range (test)", TaskSpec(kind="adding", lag=5, n_samples=40),
+        TrainSpec(batch_size=8), cell="gru", hidden=4)
+    w = ThroughTimeWindow(ThroughTimeController(exp))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.buttons["step"].isEnabled(), timeout=300_000)
+    vb = w.curves_plot.getPlotItem().vb
+    lo, hi = vb.viewRange()[1]  # log10 units: the baseline 1/6 lies in [-2, 0.2]
+    assert (lo, hi) == pytest.approx((-2.0, 0.2)) and hi - lo >= 1.0
+    assert not vb.autoRangeEnabled()[1]
+    w.controller.play()
+    qtbot.waitUntil(lambda: any(len(s) for s, _ in w.controller.curves.values()),
+                    timeout=60_000)
+    w.controller.pause()
+    qtbot.waitUntil(lambda: vb.autoRangeEnabled()[1], timeout=10_000)
+    w.close()

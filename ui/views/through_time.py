@@ -539,6 +539,7 @@ class ThroughTimeView(QWidget):
                 "color": C.MUTED, "position": 0.35})
         self.curves_plot.addItem(self.baseline)
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self._curves_waiting = True  # no held-out score drawn yet (see _on_experiment...)
         root.addWidget(self.curves_plot, 1)
 
         self._pulse: float | None = None
@@ -667,6 +668,18 @@ class ThroughTimeView(QWidget):
         self.baseline.label.setFormat(
             f"baseline {task.baseline:.3g} (predicting the mean)" if task.task == "regression"
             else f"baseline {task.baseline:.3g} (guessing)")
+        self._range_before_scores(task)
+
+    def _range_before_scores(self, task) -> None:
+        """Until a held-out score exists, the curves plot spans whole decades around the
+        baseline (around one value alone a log axis labels a crowd of minor ticks); the
+        first score hands the range back to auto-range."""
+        if task.task == "regression":
+            b = math.log10(task.baseline)
+            self.curves_plot.setYRange(math.floor(b) - 1, math.ceil(b) + 0.2, padding=0)
+        else:
+            self.curves_plot.setYRange(0.0, 1.0)
+        self._curves_waiting = True
 
     def _on_snapshots_changed(self, snaps: dict) -> None:
         if self.controller.playing or self._pulse is not None:
@@ -726,9 +739,16 @@ class ThroughTimeView(QWidget):
                     col.diagnosed = snap
                     col.show_findings(diagnose(self.controller.experiment, snap))
                     refit = True
+        scores = False
         for cell, (steps, y) in self.controller.curves.items():
             if cell in self.curves:
                 self.curves[cell].setData(steps, y)
+                scores = scores or len(steps) > 0
+        if scores and self._curves_waiting:
+            self._curves_waiting = False
+            self.curves_plot.enableAutoRange(axis="y")
+        elif not scores and not self._curves_waiting:  # reset: back to step 0
+            self._range_before_scores(self.controller.experiment.task)
         if refit:
             self._fit_diagnoses()
 
