@@ -104,6 +104,14 @@ class TimeMode(QObject):
         w = self.window
         if mode == TIME:
             w.controller.pause()
+            job = getattr(w, "pretrain_job", None)
+            if job is not None and job.running and job.pretrainer is not None:
+                # layer-wise pretraining runs on the GUI clock: it would go on, unseen,
+                # on the depth network; it stops where it is, as when training starts
+                job.stop()
+                w.show_message(f"Pretraining stopped at layer {job.pretrainer.layer} of "
+                               f"{job.pretrainer.n_layers}: switched to through time.",
+                               "info")
             self._dock_state = w.saveState()
             self._window_size = w.size()
             self._ensure_built()
