@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from .experiment import (
     _parse_json,
     read_experiment_text,
 )
+from .presets import find_preset, preset_summaries
 from .pretrain import Pretrainer, PretrainSpec, check_pretrainable
 from .simulation import Simulation
 from .spec import ACTIVATIONS, INITS, SpecError, _check_choice, _check_int
@@ -50,7 +50,6 @@ COMPARISON_FORMAT = "gradient-flow-lab/comparison"
 COMPARISON_VERSION = 1
 EDIT_KINDS = ("skips", "init", "activation", "batchnorm", "training", "pretrain")
 COMPARISON_DIR = Path(__file__).resolve().parent.parent / "assets" / "comparisons"
-_PRESET_NAME = re.compile(r"^(\d+)_(.+)$")
 
 
 @dataclass(frozen=True)
@@ -275,37 +274,18 @@ def load_study(path: str | os.PathLike):
 # -- comparison presets -------------------------------------------------------------------
 
 
-def _comparison_files() -> list[tuple[str, Path]]:
-    if not COMPARISON_DIR.is_dir():
-        return []
-    out = []
-    for file in sorted(COMPARISON_DIR.glob("*.json")):
-        m = _PRESET_NAME.match(file.stem)
-        out.append((m.group(2) if m else file.stem, file))
-    return out
-
-
 def list_comparisons() -> list[tuple[str, str, str]]:
     """(key, name, description) of every comparison preset, in file order."""
-    out = []
-    for key, file in _comparison_files():
-        try:
-            spec = load_study(file)
-        except ExperimentError:
-            continue
-        out.append((key, spec.name, spec.description))
-    return out
+    return preset_summaries(COMPARISON_DIR, load_study, ExperimentError)
 
 
 def load_comparison(key: str) -> ComparisonSpec:
-    files = _comparison_files()
-    for k, file in files:
-        if k == key:
-            spec = load_study(file)
-            if not isinstance(spec, ComparisonSpec):
-                raise ExperimentError("is not a comparison file", path=str(file))
-            return spec
-    available = ", ".join(k for k, _ in files) or "none"
-    raise ExperimentError(f"there is no comparison {key!r}; available: {available}",
-                          field="preset")
+    file, available = find_preset(COMPARISON_DIR, key)
+    if file is None:
+        raise ExperimentError(f"there is no comparison {key!r}; available: {available}",
+                              field="preset")
+    spec = load_study(file)
+    if not isinstance(spec, ComparisonSpec):
+        raise ExperimentError("is not a comparison file", path=str(file))
+    return spec
 

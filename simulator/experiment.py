@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from .data import (
     read_regular_file,
     too_big,
 )
+from .presets import find_preset, preset_summaries
 from .spec import MAX_HIDDEN, NetworkSpec, SpecError, _check_choice, _check_float, _check_int
 from .tempfiles import remove_stale_temporaries, temp_prefix
 
@@ -51,7 +51,6 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 DTYPES = ("float32", "float64")
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
-_PRESET_NAME = re.compile(r"^(\d+)_(.+)$")
 
 
 class ExperimentError(ValueError):
@@ -556,38 +555,19 @@ def _fsync_folder(folder: Path) -> None:
 # -- presets -----------------------------------------------------------------------------
 
 
-def _preset_files() -> list[tuple[str, Path]]:
-    """(key, file) for every preset, in file-name (teaching) order."""
-    if not PRESET_DIR.is_dir():
-        return []
-    found = []
-    for file in sorted(PRESET_DIR.glob("*.json")):
-        m = _PRESET_NAME.match(file.stem)
-        found.append((m.group(2) if m else file.stem, file))
-    return found
-
-
 def list_presets() -> list[tuple[str, str, str]]:
     """(key, name, description) of every preset, in teaching order.
 
     A preset file that does not load is skipped here; ``load_preset`` reports why.
     """
-    out = []
-    for key, file in _preset_files():
-        try:
-            exp = load_experiment(file)
-        except ExperimentError:
-            continue
-        out.append((key, exp.name, exp.description))
-    return out
+    return preset_summaries(PRESET_DIR, load_experiment, ExperimentError)
 
 
 def load_preset(key: str) -> Experiment:
     """Load the preset ``key`` (the file name without its number prefix, e.g. "deep_sigmoid")."""
-    files = _preset_files()
-    for k, file in files:
-        if k == key:
-            return load_experiment(file)
-    available = ", ".join(k for k, _ in files) or "none"
-    raise ExperimentError(f"there is no preset {key!r}; available: {available}", field="preset")
+    file, available = find_preset(PRESET_DIR, key)
+    if file is None:
+        raise ExperimentError(f"there is no preset {key!r}; available: {available}",
+                              field="preset")
+    return load_experiment(file)
 

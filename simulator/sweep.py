@@ -38,7 +38,6 @@ import itertools
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -51,6 +50,7 @@ import numpy as np
 
 from .data import DataError
 from .experiment import Experiment, ExperimentError, load_experiment, load_preset
+from .presets import find_preset, preset_summaries
 from .spec import ACTIVATIONS, INITS, LOSSES, MAX_HIDDEN, MAX_WIDTH, LayerSpec, SpecError
 from .spec import residual_skips as _residual_skips
 
@@ -64,7 +64,6 @@ DEFAULT_TARGET_LOSS = 0.1
 CHECKS_PER_RUN = 40  # default number of loss checkpoints over the step budget
 SKIP_PATTERNS = ("none", "residual")
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "assets" / "sweeps"
-_PRESET_NAME = re.compile(r"^(\d+)_(.+)$")
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -501,35 +500,16 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         raise SweepError(f"{path}: {e}") from None
 
 
-def _sweep_files() -> list[tuple[str, Path]]:
-    if not SWEEP_DIR.is_dir():
-        return []
-    out = []
-    for f in sorted(SWEEP_DIR.glob("*.json")):
-        m = _PRESET_NAME.match(f.stem)
-        out.append((m.group(2) if m else f.stem, f))
-    return out
-
-
 def list_sweep_presets() -> list[tuple[str, str, str]]:
     """(key, name, description) of every sweep preset in assets/sweeps."""
-    out = []
-    for key, f in _sweep_files():
-        try:
-            s = load_sweep(f)
-        except SweepError:
-            continue
-        out.append((key, s.name, s.description))
-    return out
+    return preset_summaries(SWEEP_DIR, load_sweep, SweepError)
 
 
 def load_sweep_preset(key: str) -> Sweep:
-    files = _sweep_files()
-    for k, f in files:
-        if k == key:
-            return load_sweep(f)
-    raise SweepError(f"there is no sweep preset {key!r}; available: "
-                     f"{', '.join(k for k, _ in files) or 'none'}")
+    file, available = find_preset(SWEEP_DIR, key)
+    if file is None:
+        raise SweepError(f"there is no sweep preset {key!r}; available: {available}")
+    return load_sweep(file)
 
 
 # -- running one point ------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,13 @@ from ..experiment import (
     _parse_json,
     _short_repr,
 )
+from ..presets import find_preset, preset_summaries
 from ..spec import SpecError
 from .spec import CELLS, RecurrentSpec
 from .tasks import TaskSpec
 
 MODE = "recurrent"
 PRESET_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "presets_recurrent"
-_PRESET_NAME = re.compile(r"^(\d+)_(.+)$")
 _SPEC_FIELDS = ("cell", "hidden", "init", "forget_bias", "recurrent_gain")
 _DERIVED = ("input_dim", "output_dim", "loss")
 
@@ -181,33 +180,14 @@ def save_recurrent_experiment(exp: RecurrentExperiment, path: str | os.PathLike)
     Path(path).write_text(exp.to_json() + "\n", encoding="utf-8")
 
 
-def _preset_files() -> list[tuple[str, Path]]:
-    if not PRESET_DIR.is_dir():
-        return []
-    found = []
-    for file in sorted(PRESET_DIR.glob("*.json")):
-        m = _PRESET_NAME.match(file.stem)
-        found.append((m.group(2) if m else file.stem, file))
-    return found
-
-
 def list_recurrent_presets() -> list[tuple[str, str, str]]:
     """(key, name, description) of every through-time preset, in teaching order."""
-    out = []
-    for key, file in _preset_files():
-        try:
-            exp = load_recurrent_experiment(file)
-        except ExperimentError:
-            continue
-        out.append((key, exp.name, exp.description))
-    return out
+    return preset_summaries(PRESET_DIR, load_recurrent_experiment, ExperimentError)
 
 
 def load_recurrent_preset(key: str) -> RecurrentExperiment:
-    files = _preset_files()
-    for k, file in files:
-        if k == key:
-            return load_recurrent_experiment(file)
-    available = ", ".join(k for k, _ in files) or "none"
-    raise ExperimentError(f"there is no through-time preset {key!r}; available: {available}",
-                          field="preset")
+    file, available = find_preset(PRESET_DIR, key)
+    if file is None:
+        raise ExperimentError(f"there is no through-time preset {key!r}; available: "
+                              f"{available}", field="preset")
+    return load_recurrent_experiment(file)
