@@ -55,6 +55,7 @@ from simulator.snapshot import HIST_GRAD_W
 from simulator.spec import SpecError
 
 from .commands import EditCommand, Editor
+from .controller import LayerSelection
 
 COLOR_A = "#4c9be8"
 COLOR_B = "#f28e2b"
@@ -92,7 +93,7 @@ class CompareFrame:
     recon: tuple  # B's reconstruction loss per step, one array per layer (() if none)
 
 
-class SideController(QObject):
+class SideController(LayerSelection, QObject):
     """One side of the comparison, shaped like the main controller for ``Editor`` and for
     the network canvas (``ui.views.canvas.NetworkCanvas``)."""
 
@@ -111,15 +112,6 @@ class SideController(QObject):
         self.snapshot = None
         self.shown = False  # a visible canvas draws this side's snapshots
         self._selected = 0
-
-    @property
-    def selected_layer(self) -> int:
-        return self._selected
-
-    def select_layer(self, k: int) -> None:
-        if k != self._selected:
-            self._selected = int(k)
-            self.selection_changed.emit(self._selected)
 
     def show_snapshot(self, snap) -> None:
         """Hand ``snap`` to this side's canvas (structure first when it changed)."""

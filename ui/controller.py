@@ -46,7 +46,22 @@ SPEEDS = {"slow": 2.0, "normal": 10.0, "quick": 60.0, "fast": None}
 MICRO_RATE = 12.0
 
 
-class SimulationController(QObject):
+class LayerSelection:
+    """The selected layer (1..L+1, 0 for none) of a controller that the network canvas
+    and the views draw: the main window's, or one side of the compare window. The class
+    using it declares ``selection_changed = Signal(int)`` and sets ``_selected = 0``."""
+
+    @property
+    def selected_layer(self) -> int:
+        return self._selected
+
+    def select_layer(self, k: int) -> None:
+        if k != self._selected:
+            self._selected = int(k)
+            self.selection_changed.emit(self._selected)
+
+
+class SimulationController(LayerSelection, QObject):
     snapshot_changed = Signal(object)  # Snapshot
     structure_changed = Signal(object)  # NetworkSpec, after an edit changed the network
     experiment_changed = Signal(object)  # Experiment, after any settings change
@@ -211,16 +226,6 @@ class SimulationController(QObject):
         finally:
             self._held.depth = depth
             self._lock.release()
-
-    # -- selection ------------------------------------------------------------------
-    @property
-    def selected_layer(self) -> int:
-        return self._selected
-
-    def select_layer(self, k: int) -> None:
-        if k != self._selected:
-            self._selected = int(k)
-            self.selection_changed.emit(self._selected)
 
     # -- stepping ---------------------------------------------------------------------
     def _publish(self, snap) -> None:
