@@ -294,8 +294,9 @@ def _json_safe(value):
     return value
 
 
-def _num(x: float) -> str:
-    if math.isnan(x):
+def _num(x: float | None) -> str:
+    """A number for the text report: "-" for a missing one (None or NaN)."""
+    if x is None or math.isnan(x):
         return "-"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"

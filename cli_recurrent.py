@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+import cli
 from simulator.experiment import ExperimentError
 from simulator.recurrent.diagnosis import diagnose
 from simulator.recurrent.experiment import (
@@ -58,12 +59,6 @@ def probe_cell(experiment: RecurrentExperiment, cell: str, steps: int) -> Recurr
             sim.micro_step()
     return sim
 
-def _f(x):
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
 def report(experiment: RecurrentExperiment, source: dict, steps: int) -> dict:
     cells = []
     for cell in experiment.cells:
@@ -90,15 +85,6 @@ def report(experiment: RecurrentExperiment, source: dict, steps: int) -> dict:
             "baseline_kind": "mse" if task.task == "regression" else "accuracy",
             "cells": cells}
 
-def _num(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
-        return f"{x:.4g}"
-    return f"{x:.2e}"
-
 def format_report(rep: dict) -> str:
     src = rep["source"]
     where = f"preset {src['preset']}" if "preset" in src else f"file {src['file']}"
@@ -113,9 +99,9 @@ def format_report(rep: dict) -> str:
     rows = [head]
     for c in rep["cells"]:
         acc = c["val_accuracy"]
-        rows.append([c["cell"], str(c["step"]), _num(c["loss"]), _num(c["val_loss"]),
+        rows.append([c["cell"], str(c["step"]), cli._num(c["loss"]), cli._num(c["val_loss"]),
                      "-" if acc is None or math.isnan(acc) else f"{100 * acc:.1f} %",
-                     _num(c["gradient_ratio"])])
+                     cli._num(c["gradient_ratio"])])
     lines += _table(rows)
     lines += ["", "per time step (t = 1 is the first input; the error starts at t = T):"]
     head = ["t"]
@@ -131,9 +117,9 @@ def format_report(rep: dict) -> str:
             continue
         row = [str(t)]
         for c in rep["cells"]:
-            row.append(_num(c["hidden_grad_norms"][t - 1]))
+            row.append(cli._num(c["hidden_grad_norms"][t - 1]))
             if c["cell_grad_norms"] is not None:
-                row += [_num(c["cell_grad_norms"][t - 1]), _num(c["forget_mean"][t - 1])]
+                row += [cli._num(c["cell_grad_norms"][t - 1]), cli._num(c["forget_mean"][t - 1])]
         rows.append(row)
     lines += _table(rows)
     if every > 1:
@@ -154,15 +140,6 @@ def _table(rows: list[list[str]]) -> list[str]:
                       for i, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip()
             for r in rows]
 
-def _json_safe(value):
-    if isinstance(value, float):
-        return _f(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
 def run_probe(args: argparse.Namespace) -> int:
     try:
         experiment = load(args)
@@ -177,7 +154,7 @@ def run_probe(args: argparse.Namespace) -> int:
               "computer's memory; shorten the lag or use fewer samples", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(_json_safe(rep), indent=2, ensure_ascii=False, allow_nan=False))
+        print(json.dumps(cli._json_safe(rep), indent=2, ensure_ascii=False, allow_nan=False))
     else:
         print(format_report(rep))
     diverged = [c for c in rep["cells"] if c["divergence"] is not None]
