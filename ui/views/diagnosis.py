@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -30,7 +29,7 @@ from simulator.remedies import hardware_outlook
 from simulator.snapshot import HIST_UPDATE_RATIO
 
 from . import colors as C
-from .panel import Panel
+from .panel import Panel, vertical_scroll
 
 PLAY_HZ = 4.0
 ICONS = {"critical": "\u2716", "warning": "\u26a0", "info": "\u2714"}
@@ -181,11 +180,7 @@ class DiagnosisPanel(Panel):
         self._list_layout.setContentsMargins(2, 2, 2, 2)
         self._list_layout.setSpacing(6)
         self._list_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._list)
+        scroll = vertical_scroll(self._list)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)

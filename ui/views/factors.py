@@ -21,10 +21,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
-    QFrame,
     QGridLayout,
     QLabel,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -34,7 +32,7 @@ from simulator.factors import ACTIVATION_WORDS, format_factor
 
 from . import colors as C
 from .flow import layer_ticks
-from .panel import Panel
+from .panel import Panel, vertical_scroll
 
 WEIGHT_COLOR = "#6fa8dc"
 LOCAL_COLOR = "#ff8a1f"
@@ -181,11 +179,7 @@ class FactorsView(Panel):
         inner.addWidget(self.plot, 1)
         self.plot.setMinimumHeight(90)
         # on a small screen the panel scrolls rather than make the window taller
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(page)
+        scroll = vertical_scroll(page)
         self._stack_page(scroll)
         self.setMinimumSize(220, 120)
         self._subscribe(controller, throttled=False,

@@ -14,16 +14,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from . import colors as C
-from .panel import Panel
+from .panel import Panel, vertical_scroll
 
 HISTOGRAMS = (
     ("activations", "activations a", "#6fa8dc"),
@@ -99,11 +97,7 @@ class LayerInspector(Panel):
         layout.addLayout(plots_row, 1)
         layout.addLayout(form)
         # on a small screen the panel scrolls rather than pushing the window past it
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(page)
+        scroll = vertical_scroll(page)
         self._stack_page(scroll)
         self.setMinimumSize(240, 130)
 

@@ -5,11 +5,22 @@ latest snapshot when shown again), and controller connections dropped on close."
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QStackedLayout, QWidget
 
 from . import colors as C
 
 FIT_AFTER_MS = 300  # quiet time after hand steps before a step axis is fitted
+
+
+def vertical_scroll(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless area that scrolls up and down, never sideways: on a small
+    screen a panel scrolls rather than make the window taller."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(widget)
+    return scroll
 
 
 class Panel(QWidget):
