@@ -137,6 +137,16 @@ def frame_caption(frame: QWidget) -> QLabel:
     caption.setFont(font)
     return caption
 
+def phase_and_loss(snapshot, colors) -> tuple[str, str]:
+    """The caption's phase (HTML, in its highlight colour as on the canvas) and loss."""
+    loss = f"{snapshot.loss:.4g}" if math.isfinite(snapshot.loss) else "–"
+    phase = html.escape(phase_text(snapshot.phase, snapshot.layer, snapshot.n_layers))
+    color = {"forward": colors.FORWARD, "backward": colors.BACKWARD}.get(snapshot.phase)
+    if color is not None:
+        phase = f'<span style="color:{color}; font-weight:600">{phase}</span>'
+    return phase, loss
+
+
 class ComposedView(QWidget):
     """The network canvas over the gradient flow and the loss, under a caption line
     (experiment, step, micro-step, loss): the layout for a lecture clip. Each panel
@@ -181,15 +191,10 @@ class ComposedView(QWidget):
     def caption_text(self, snapshot) -> str:
         """'name · step 12 · backward · layer 5 · loss 0.693', the phase in its highlight
         colour (as on the canvas)."""
-        c = self._colors
-        loss = f"{snapshot.loss:.4g}" if math.isfinite(snapshot.loss) else "–"
-        phase = html.escape(phase_text(snapshot.phase, snapshot.layer, snapshot.n_layers))
-        color = {"forward": c.FORWARD, "backward": c.BACKWARD}.get(snapshot.phase)
-        if color is not None:
-            phase = f'<span style="color:{color}; font-weight:600">{phase}</span>'
+        phase, loss = phase_and_loss(snapshot, self._colors)
         parts = [f"<b>{html.escape(self._title)}</b>" if self._title else "",
                  f"step {snapshot.step}", phase, f"loss {loss}"]
-        sep = f'<span style="color:{c.MUTED}">&nbsp;&nbsp;·&nbsp;&nbsp;</span>'
+        sep = f'<span style="color:{self._colors.MUTED}">&nbsp;&nbsp;·&nbsp;&nbsp;</span>'
         return sep.join(p for p in parts if p)
 
     def render_snapshot(self, snapshot) -> None:

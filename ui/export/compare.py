@@ -21,9 +21,9 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ui.export.capture import FrameCapture, _make_view, frame_caption
+from ui.export.capture import FrameCapture, _make_view, frame_caption, phase_and_loss
 from ui.export.files import check_destination
-from ui.export.frames import FrameInfo, phase_text
+from ui.export.frames import FrameInfo
 from ui.export.job import ExportJob
 from ui.export_spec import (
     EXIT_BAD_INPUT,
@@ -170,12 +170,7 @@ class CompareView(QWidget):
 
     def header_text(self, key: str, snap, name: str) -> str:
         """'A  name · backward · layer 3 · loss 0.693', the side letter in its colour."""
-        c = self._colors
-        loss = f"{snap.loss:.4g}" if math.isfinite(snap.loss) else "–"
-        phase = html.escape(phase_text(snap.phase, snap.layer, snap.n_layers))
-        color = {"forward": c.FORWARD, "backward": c.BACKWARD}.get(snap.phase)
-        if color is not None:
-            phase = f'<span style="color:{color}; font-weight:600">{phase}</span>'
+        phase, loss = phase_and_loss(snap, self._colors)
         parts = [f'<span style="color:{SIDE_COLORS[key]}; font-weight:700">{key.upper()}</span>'
                  + (f"&nbsp;&nbsp;{html.escape(name)}" if name else ""), phase, f"loss {loss}"]
         if snap.divergence is not None:
