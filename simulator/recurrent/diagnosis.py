@@ -18,6 +18,9 @@ CRITICAL_RATIO = 1e-8
 EXPLODING_RATIO = 10.0  # above: the error grows on its way back in time
 BASELINE_MARGIN = 0.05  # within 5 % of the baseline counts as "at the baseline"
 MIN_STEPS_FOR_BASELINE = 200
+# the gate that, near 1, carries the error from h_t (or c_t) back to t-1 unchanged
+GATED_PATHS = {"lstm": "a forget gate near 1 keeps the cell path c_t -> c_{t-1}",
+               "gru": "an update gate near 1 makes h_t a copy of h_{t-1}"}
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,16 @@ def diagnose(exp: RecurrentExperiment, snap: RecurrentSnapshot) -> list[Finding]
             keys = ["add_forget_gate"]
         elif spec.cell == "lstm" and spec.forget_bias < 1.0:
             keys = ["forget_bias"]
-        out.append(Finding(
-            "vanishing_through_time", "critical" if ratio < CRITICAL_RATIO else "warning",
-            "Vanishing gradient through time",
-            _vanishing_text(ratio, T, exp.dtype), _remedies(*keys)))
+        detail = _vanishing_text(ratio, T, exp.dtype)
+        severity = "critical" if ratio < CRITICAL_RATIO else "warning"
+        if not keys and spec.cell in GATED_PATHS:
+            # nothing to change: the gates have not (yet) learned to pass the error on
+            detail += (f" This cell's gates can learn to let the error through "
+                       f"({GATED_PATHS[spec.cell]}); when they do, this ratio rises by "
+                       f"orders of magnitude.")
+            severity = "warning"
+        out.append(Finding("vanishing_through_time", severity,
+                           "Vanishing gradient through time", detail, _remedies(*keys)))
     elif math.isfinite(ratio) and ratio > EXPLODING_RATIO:
         out.append(Finding(
             "exploding_through_time", "warning", "Exploding gradient through time",
