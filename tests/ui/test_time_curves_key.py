@@ -68,7 +68,7 @@ def test_before_any_score_the_curves_span_whole_decades_then_auto_range(qtbot):
     assert (lo, hi) == pytest.approx((-2.0, 0.2)) and hi - lo >= 1.0
     assert not vb.autoRangeEnabled()[1]
     w.controller.play()
-    qtbot.waitUntil(lambda: any(len(s) for s, _ in w.controller.curves.values()),
+    qtbot.waitUntil(lambda: any(len(s) > 1 for s, _ in w.controller.curves.values()),
                     timeout=60_000)
     w.controller.pause()
     qtbot.waitUntil(lambda: vb.autoRangeEnabled()[1], timeout=10_000)

@@ -673,7 +673,7 @@ class ThroughTimeView(QWidget):
     def _range_before_scores(self, task) -> None:
         """Until a held-out score exists, the curves plot spans whole decades around the
         baseline (around one value alone a log axis labels a crowd of minor ticks); the
-        first score hands the range back to auto-range."""
+        first curve (two scores) hands the range back to auto-range."""
         if task.task == "regression":
             b = math.log10(task.baseline)
             self.curves_plot.setYRange(math.floor(b) - 1, math.ceil(b) + 0.2, padding=0)
@@ -743,7 +743,7 @@ class ThroughTimeView(QWidget):
         for cell, (steps, y) in self.controller.curves.items():
             if cell in self.curves:
                 self.curves[cell].setData(steps, y)
-                scores = scores or len(steps) > 0
+                scores = scores or len(steps) > 1  # one point draws no line
         if scores and self._curves_waiting:
             self._curves_waiting = False
             self.curves_plot.enableAutoRange(axis="y")
